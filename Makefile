@@ -1,0 +1,107 @@
+# kiln: the one build. See README.md.
+#
+#   make                 build everything into build/
+#   make test            build and run every test; last line "N passed, N failed"
+#   make SAN=address test  the same under ASan+UBSan, in build-asan/
+#   make bench           run the benchmarks
+#   make fuzz            build the libFuzzer drivers (clang) and run each for FUZZ_SECONDS
+#   WERROR=1             turn warnings into errors (CI sets it)
+
+CC       ?= cc
+SAN      ?=
+WERROR   ?= 0
+FIXTURES ?= $(abspath ../shared/fixtures)
+FUZZ_SECONDS ?= 60
+
+ifeq ($(SAN),)
+  BUILD ?= build
+  SANFLAGS :=
+else ifeq ($(SAN),address)
+  BUILD ?= build-asan
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SAN),thread)
+  BUILD ?= build-tsan
+  SANFLAGS := -fsanitize=thread
+else
+  $(error SAN must be empty, address or thread)
+endif
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wformat=2 -Wvla
+ifeq ($(WERROR),1)
+  WARN += -Werror
+endif
+
+PKGS    := jansson libpcre2-8 libutf8proc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -I. -MMD -MP
+LDFLAGS += $(SANFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+
+# nvcc: detected here, used by kernels/ once it has .cu files.
+NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COMMON_LIB := $(BUILD)/libkiln_common.a
+
+CLI_SRC := $(sort $(wildcard cli/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+
+TEST_SRC  := $(sort $(wildcard tests/common/test_*.c))
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
+
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BUILD := build-fuzz
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+.PHONY: all test bench fuzz fuzz-build clean print-nvcc
+all: $(BUILD)/kiln $(TEST_BINS) $(BENCH_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(COMMON_LIB): $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+test: all
+	KILN_FIXTURES=$(FIXTURES) KILN_BUILD=$(BUILD) tests/run_tests.sh $(BUILD)
+
+bench: all
+	KILN_FIXTURES=$(FIXTURES) KILN_BUILD=$(BUILD) tests/bench/run_bench.sh $(BUILD)
+
+# libFuzzer drivers: clang, ASan+UBSan, linked with the common sources built for fuzzing.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. $(PKG_CFLAGS) \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PKG_LIBS) -lm -lpthread -o $@
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	KILN_FIXTURES=$(FIXTURES) FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run_fuzz.sh $(FUZZ_BUILD)
+
+print-nvcc:
+	@echo "$(if $(NVCC),$(NVCC),nvcc not found)"
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
