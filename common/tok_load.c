@@ -4,6 +4,7 @@
  * tokens (whose ids are assigned as HF assigns them, not read from the file).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,16 +78,17 @@ static int load_merges(struct tok_loader *L, const json_t *merges)
     buf_init(&cat, 0);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "model.merges[%zu]", i);
+        char path[64] = "";
         const char *a, *b;
         size_t an, bn;
         if (merge_parts(json_array_get(merges, i), &a, &an, &b, &bn)) {
+            snprintf(path, sizeof path, "model.merges[%zu]", i);
             rc = tok_json_fail(L, ERR_PARSE, path, "expected \"a b\" or [\"a\", \"b\"]");
             break;
         }
         int32_t ia = tok_strmap_get(&m->vocab, a, an), ib = tok_strmap_get(&m->vocab, b, bn);
         if (ia < 0 || ib < 0 || bn < m->prefix_n) {
+            snprintf(path, sizeof path, "model.merges[%zu]", i);
             rc = tok_json_fail(L, ERR_PARSE, path, "merge token \"%.*s\" is not in the vocabulary",
                                (int)(ia < 0 ? (an > 64 ? 64 : an) : (bn > 64 ? 64 : bn)),
                                ia < 0 ? a : b);
@@ -98,7 +100,7 @@ static int load_merges(struct tok_loader *L, const json_t *merges)
             break;
         }
         int32_t im = tok_strmap_get(&m->vocab, cat.p, cat.n);
-        if (im < 0)
+        if (im < 0 && snprintf(path, sizeof path, "model.merges[%zu]", i) > 0)
             rc = tok_json_fail(L, ERR_PARSE, path, "merged token \"%.*s\" is not in the vocabulary",
                                (int)(cat.n > 64 ? 64 : cat.n), cat.p);
         else
@@ -118,6 +120,13 @@ static int dup_affix(struct tok_loader *L, const json_t *model, const char *key,
         return rc;
     }
     return (*out = tok_json_dup(s, *n)) ? 0 : ERR_NOMEM;
+}
+
+static void release_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 static int load_model(struct tok_loader *L, json_t *model)
@@ -147,10 +156,14 @@ static int load_model(struct tok_loader *L, json_t *model)
         return ERR_NOMEM;
     if ((rc = load_vocab(L, json_object_get(model, "vocab"))))
         return rc;
-    json_object_del(model, "vocab"); /* free the JSON copy early: lower peak memory */
+    /* free each big JSON part as soon as it is read, and give its pages back to the
+     * system at once: this keeps the peak resident size near the JSON tree's own size */
+    json_object_del(model, "vocab");
+    release_memory();
     if ((rc = load_merges(L, json_object_get(model, "merges"))))
         return rc;
     json_object_del(model, "merges");
+    release_memory();
     return tok_bpe_finish(m, L->err, L->errlen);
 }
 
@@ -418,6 +431,7 @@ int tok_load_json(const char *json, size_t n, const char *config, size_t config_
     if (rc == 0)
         rc = load_root(&L, root, &special_set);
     json_decref(root);
+    release_memory();
     if (rc == 0 && config) {
         json_t *cfg = json_loadb(config, config_n, JSON_ALLOW_NUL, &je);
         L.file = "tokenizer_config.json";

@@ -129,9 +129,11 @@ int tok_load_normalizer(struct tok_loader *L, const json_t *j, const char *path)
 
 static const char GPT2_REGEX[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+"
                                  "|\\s+(?!\\S)|\\s+";
-/* Rust regex \w+|[^\w\s]+ (Whitespace pre-tokenizer), spelt for PCRE2 */
-static const char WHITESPACE_REGEX[] = "[\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}]+|"
-                                       "[^\\p{L}\\p{M}\\p{Nd}\\p{Nl}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
+/* The Whitespace pre-tokenizer's Rust regex \w+|[^\w\s]+, where Rust's \w is Alphabetic, M,
+ * Nd, Pc and Join_Control, and \s is White_Space (which tok_regex spells out) */
+static const char WHITESPACE_REGEX[] =
+    "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]+|"
+    "[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}\\s]+";
 
 static int prepend_scheme(struct tok_loader *L, const json_t *j, const char *path,
                           enum tok_prepend *out)
@@ -240,6 +242,8 @@ int tok_load_pretokenizer(struct tok_loader *L, const json_t *j, const char *pat
 
 static int ids_append(int32_t **v, size_t *n, const int32_t *ids, size_t k, bool front)
 {
+    if (k == 0)
+        return 0;
     int32_t *p = realloc(*v, (*n + k + 1) * sizeof *p);
     if (!p)
         return ERR_NOMEM;

@@ -5,10 +5,15 @@
  * the same syntax for everything these files use, except a few escapes whose meaning
  * differs; those are rewritten to explicit classes before compiling:
  *   \s  Oniguruma: U+0009-000D, U+0085, Zs, Zl, Zp   (PCRE2's also has U+180E)
- *   \w  Oniguruma: Letter, Mark, Number, Connector_Punctuation (PCRE2's: L, N and "_")
+ *   \w  Oniguruma: Alphabetic, Mark, Nd, Pc; outside a class also the Latin-1 No characters
+ *       (superscripts, fractions), which its single-byte fast path counts as word
+ *       characters                                   (PCRE2's: L, N and "_")
  *   \h  Oniguruma: a hex digit                        (PCRE2's: horizontal space)
  *   \uHHHH -> \x{HHHH};  (?m) (Ruby: dot matches newline) -> (?s)
  * and ^/$ match at line boundaries, as they always do in Ruby syntax (PCRE2_MULTILINE).
+ * These were checked character by character against HF (tests/tokenizer). Known gap: the
+ * negated escapes \S, \W, \H inside a character class keep PCRE2's meaning, and (?i) does not
+ * apply Oniguruma's multi-character case folds ("ss" matching "ß"; no real pattern needs it).
  */
 #include "tok_internal.h"
 
@@ -19,7 +24,8 @@
 #include "err.h"
 
 #define WS_CLASS "\\t\\n\\x0B\\f\\r\\x{85}\\p{Z}"
-#define WORD_CLASS "\\p{L}\\p{M}\\p{N}\\p{Pc}"
+#define WORD_CLASS "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}"
+#define WORD_LATIN1_NO "\\x{B2}\\x{B3}\\x{B9}\\x{BC}-\\x{BE}"
 #define HEX_CLASS "0-9a-fA-F"
 
 /* rewrite_escape: appends the translation of the escape "\c" (c = s[i]) to o; returns the
@@ -36,6 +42,8 @@ static size_t rewrite_escape(struct buf *o, const char *s, size_t n, size_t i, b
     if (cls && !in_class) {
         *rc |= buf_append_str(o, neg ? "[^" : "[");
         *rc |= buf_append_str(o, cls);
+        if (c == 'w' || c == 'W')
+            *rc |= buf_append_str(o, WORD_LATIN1_NO);
         *rc |= buf_append_byte(o, ']');
         return 1;
     }
