@@ -61,10 +61,22 @@ FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
-.PHONY: all test bench fuzz fuzz-build clean print-nvcc
-all: $(BUILD)/kiln $(TEST_BINS) $(BENCH_BINS)
+.PHONY: all test bench fuzz fuzz-build clean print-nvcc run deps
+all: deps $(BUILD)/kiln $(TEST_BINS) $(BENCH_BINS)
 
-$(BUILD)/%.o: %.c
+# deps: installs the Debian and PyPI dependencies once, when they are missing.
+DEPS_STAMP := $(BUILD)/.deps-ok
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, pytest" 2>/dev/null || \
+	    .ci/install-deps
+	@mkdir -p $(BUILD) && touch $@
+
+# run: what kiln can do today: tokenize a sentence with the Llama 3 tokenizer.
+run: all
+	echo '["Hello from kiln! Ça va? 你好 🚀"]' | $(BUILD)/kiln tokenize $(FIXTURES)/tokenizers/llama3
+
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -103,5 +115,7 @@ print-nvcc:
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
+
+.SECONDARY:
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -32,7 +32,12 @@ int tok_trie_add(struct tok_trie *t, const char *s, size_t n, int32_t token)
         return ERR_NOMEM;
     if (n == 0)
         return 0;
-    t->first[(uint8_t)s[0] >> 3] |= (uint8_t)(1u << ((uint8_t)s[0] & 7));
+    uint8_t b0 = (uint8_t)s[0];
+    bool had = (t->first[b0 >> 3] >> (b0 & 7)) & 1;
+    t->first[b0 >> 3] |= (uint8_t)(1u << (b0 & 7));
+    if (!had)
+        t->n_first++;
+    t->single_first = t->n_first == 1 ? (int)b0 : -1;
     for (size_t i = 0; i < n; i++) {
         uint8_t b = (uint8_t)s[i];
         uint32_t child = cur == 0 ? t->root_child[b] : t->nodes[cur].child;
@@ -148,6 +153,12 @@ int tok_added_split(const struct tokenizer *t, const struct tok_trie *trie, cons
     out->n = 0;
     size_t from = 0; /* HF's start_offset: end of the previous token */
     for (size_t i = 0; trie->n && i < n;) {
+        if (trie->single_first >= 0) { /* every token starts with the same byte: memchr */
+            const char *p = memchr(s + i, trie->single_first, n - i);
+            if (!p)
+                break;
+            i = (size_t)(p - s);
+        }
         uint8_t b = (uint8_t)s[i];
         int32_t tok = -1;
         size_t len = (trie->first[b >> 3] >> (b & 7)) & 1 ? longest_at(trie, s, n, i, &tok) : 0;

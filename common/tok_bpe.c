@@ -53,7 +53,8 @@ int tok_cp_to_byte(uint32_t cp)
  * a long word may be cut there and its chunks encoded on their own with the same result. */
 static bool meta_chunks_ok(const struct tok_bpe *m)
 {
-    if (m->prefix || m->suffix || tok_strmap_get(&m->vocab, "\xE2\x96\x81", 3) < 0)
+    if (m->prefix || m->suffix || m->ignore_merges ||
+        tok_strmap_get(&m->vocab, "\xE2\x96\x81", 3) < 0)
         return false;
     for (uint32_t k = 0; k < m->vocab.n; k++) {
         const char *s = m->vocab.pool + m->vocab.e[k].off;
@@ -361,7 +362,8 @@ static int cache_put(struct tok_enc *e, struct tok_cache_slot *slot, uint64_t h,
     size_t off = e->cache_pool.n;
     if (buf_append(&e->cache_pool, w, n))
         return ERR_NOMEM;
-    memcpy(e->cache_ids + e->cache_ids_n, ids, k * sizeof *ids);
+    if (k)
+        memcpy(e->cache_ids + e->cache_ids_n, ids, k * sizeof *ids);
     *slot = (struct tok_cache_slot){h, (uint32_t)off, (uint32_t)n, (uint32_t)e->cache_ids_n,
                                     (uint32_t)k};
     e->cache_ids_n += k;
@@ -369,8 +371,31 @@ static int cache_put(struct tok_enc *e, struct tok_cache_slot *slot, uint64_t h,
     return 0;
 }
 
-/* encode_chunk: BPE of one word (or chunk) without the whole-word vocabulary shortcut. */
-static int encode_chunk(struct tok_enc *e, const char *w, size_t n, bool bytelevel,
+/* whole_word_id: with ignore_merges, a word that is itself a token is that token. */
+static int32_t whole_word_id(struct tok_enc *e, const char *w, size_t n, bool bytelevel)
+{
+    const struct tok_bpe *m = &e->t->bpe;
+    if (!bytelevel)
+        return tok_strmap_get(&m->vocab, w, n);
+    buf_reset(&e->word);
+    if (buf_reserve(&e->word, 2 * n))
+        return -1;
+    char *p = e->word.p;
+    for (size_t i = 0; i < n; i++) { /* the byte-level alphabet is U+0021..U+0143 */
+        uint32_t cp = tok_byte_to_cp[(uint8_t)w[i]];
+        if (cp < 0x80) {
+            *p++ = (char)cp;
+        } else {
+            *p++ = (char)(0xC0 | (cp >> 6));
+            *p++ = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+    return tok_strmap_get(&m->vocab, e->word.p, (size_t)(p - e->word.p));
+}
+
+/* encode_chunk: one word (whole) or one chunk of a word: the cache, then ignore_merges'
+ * whole-word lookup (whole words only), then the merges. */
+static int encode_chunk(struct tok_enc *e, const char *w, size_t n, bool bytelevel, bool whole,
                         struct tok_ids *out)
 {
     const struct tok_bpe *m = &e->t->bpe;
@@ -387,23 +412,27 @@ static int encode_chunk(struct tok_enc *e, const char *w, size_t n, bool bytelev
             return rc;
         }
     }
-    struct word wd = {e, m, 0, -1, 0};
-    int rc = symbols_init(&wd, w, n, bytelevel);
-    if (rc)
-        return rc;
-    merge_all(e, &m->merges, wd.n);
     size_t first = out->n;
-    for (int32_t i = wd.n ? 0 : -1; i >= 0; i = e->sym_next[i])
-        if ((rc = tok_ids_push(out, e->sym_id[i])))
+    int32_t id = whole && m->ignore_merges ? whole_word_id(e, w, n, bytelevel) : -1;
+    int rc = 0;
+    if (id >= 0) {
+        rc = tok_ids_push(out, id);
+    } else {
+        struct word wd = {e, m, 0, -1, 0};
+        rc = symbols_init(&wd, w, n, bytelevel);
+        if (rc)
             return rc;
-    if (cacheable) {
-        if (e->cache_n * 4 >= (e->cache_mask + 1) * 3 || e->cache_pool.n > CACHE_MAX_POOL) {
-            cache_clear(e);
-            slot = cache_find(e, w, n, h);
-        }
-        return cache_put(e, slot, h, w, n, out->v + first, out->n - first);
+        merge_all(e, &m->merges, wd.n);
+        for (int32_t i = wd.n ? 0 : -1; rc == 0 && i >= 0; i = e->sym_next[i])
+            rc = tok_ids_push(out, e->sym_id[i]);
     }
-    return 0;
+    if (rc || !cacheable)
+        return rc;
+    if (e->cache_n * 4 >= (e->cache_mask + 1) * 3 || e->cache_pool.n > CACHE_MAX_POOL) {
+        cache_clear(e);
+        slot = cache_find(e, w, n, h);
+    }
+    return cache_put(e, slot, h, w, n, out->n > first ? out->v + first : NULL, out->n - first);
 }
 
 /* meta_cut: the next cut point after i: before a "▁" that follows another character. */
@@ -422,26 +451,11 @@ int tok_bpe_word(struct tok_enc *e, const char *w, size_t n, bool bytelevel, str
     const struct tok_bpe *m = &e->t->bpe;
     if (n == 0)
         return 0;
-    if (m->ignore_merges) {
-        int32_t id;
-        if (bytelevel) {
-            buf_reset(&e->word);
-            char enc[4];
-            for (size_t i = 0; i < n; i++)
-                if (buf_append(&e->word, enc, utf8_encode(tok_byte_to_cp[(uint8_t)w[i]], enc)))
-                    return ERR_NOMEM;
-            id = tok_strmap_get(&m->vocab, e->word.p, e->word.n);
-        } else {
-            id = tok_strmap_get(&m->vocab, w, n);
-        }
-        if (id >= 0)
-            return tok_ids_push(out, id);
-    }
     if (!m->meta_chunks || bytelevel)
-        return encode_chunk(e, w, n, bytelevel, out);
+        return encode_chunk(e, w, n, bytelevel, true, out);
     for (size_t i = 0; i < n;) {
         size_t j = meta_cut(w, n, i);
-        int rc = encode_chunk(e, w + i, j - i, false, out);
+        int rc = encode_chunk(e, w + i, j - i, false, i == 0 && j == n, out);
         if (rc)
             return rc;
         i = j;

@@ -150,6 +150,8 @@ struct tok_trie {
     uint32_t n, cap;
     uint32_t root_child[256]; /* direct table for the root's children */
     uint8_t first[32];        /* bitmap of bytes that can start a match */
+    int n_first;              /* bytes set in first */
+    int single_first;         /* the one byte every token starts with, or -1 */
 };
 
 int tok_trie_add(struct tok_trie *t, const char *s, size_t n, int32_t token);

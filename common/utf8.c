@@ -1,5 +1,6 @@
 #include "utf8.h"
 
+#include <string.h>
 #include <utf8proc.h>
 
 #include "err.h"
@@ -65,6 +66,11 @@ bool utf8_valid(const char *s, size_t n)
     size_t i = 0;
     uint32_t cp;
     while (i < n) {
+        uint64_t w;
+        if (i + 8 <= n && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ull) == 0)) {
+            i += 8; /* eight ASCII bytes */
+            continue;
+        }
         if ((unsigned char)s[i] < 0x80) {
             i++;
             continue;

@@ -414,6 +414,30 @@ TEST(load_missing_dir)
     CHECK(strstr(err, "tokenizer.json") != NULL);
 }
 
+/* fuzz finding: a word whose characters are all unknown (no unk token, no byte fallback)
+ * encodes to nothing; caching that empty result passed a null pointer to memcpy */
+TEST(regression_word_of_unknown_chars_caches_empty)
+{
+    static const char json[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,"
+                               "\"ab\":2},\"merges\":[\"a b\"]}}";
+    struct tokenizer *t = NULL;
+    char err[256];
+    REQUIRE(tok_load_json(json, sizeof json - 1, NULL, 0, &t, err, sizeof err) == 0);
+    struct tok_enc *e = tok_enc_new(t);
+    struct tok_ids ids;
+    tok_ids_init(&ids, 0);
+    for (int round = 0; round < 2; round++) { /* the second round hits the cache */
+        ids.n = 0;
+        CHECK_EQ(tok_encode(e, "xyz", 3, true, &ids), 0);
+        CHECK_EQ(ids.n, 0);
+        CHECK_EQ(tok_encode(e, "ab", 2, true, &ids), 0);
+        CHECK(ids.n == 1 && ids.v[0] == 2);
+    }
+    tok_ids_deinit(&ids);
+    tok_enc_free(e);
+    tok_free(t);
+}
+
 int main(int argc, char **argv)
 {
     return test_main(argc, argv);
