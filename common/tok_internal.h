@@ -256,6 +256,7 @@ struct tok_pieces {
 struct tok_bpe {
     struct tok_strmap vocab; /* token string -> id */
     struct tok_mergemap merges;
+    size_t merges_cap;     /* merges the table was sized for */
     size_t n_entries;      /* vocabulary size as HF counts it (entries, not max id) */
     int32_t max_id;        /* largest id in the vocabulary */
     char *unk;             /* unk_token, or NULL */

@@ -20,7 +20,31 @@ struct tok_loader {
     size_t errlen;
     struct tok_rx rx; /* for normalizing added tokens */
     int depth;        /* Sequence nesting */
+    /* the model's vocab and merges, left unparsed in the text until they are read */
+    const char *text;
+    size_t text_n;
+    size_t vocab_at, vocab_n, merges_at, merges_n;
 };
+
+/* tok_json_load_root: parses tokenizer.json text[0..n) into *root, except model.vocab and
+ * model.merges, which the largest files spend most of their size on: their byte ranges are
+ * stored in L, to be parsed one at a time (so that the whole tree never exists at once).
+ * ERR_PARSE with the position on malformed JSON. */
+int tok_json_load_root(struct tok_loader *L, const char *text, size_t n, json_t **root);
+/* tok_json_each_member: for the object at text[at..at+len) (a range from load_root), calls
+ * fn with each key and value, each parsed alone and freed after the call: no tree of the
+ * whole object is ever built. Stops at fn's first non-zero return. */
+int tok_json_each_member(struct tok_loader *L, size_t at, size_t len, const char *path,
+                         int (*fn)(struct tok_loader *L, void *ctx, const json_t *key,
+                                   const json_t *value),
+                         void *ctx);
+/* tok_json_each_element: the same for the elements of an array; fn gets the index. */
+int tok_json_each_element(struct tok_loader *L, size_t at, size_t len, const char *path,
+                          int (*fn)(struct tok_loader *L, void *ctx, size_t i,
+                                    const json_t *value),
+                          void *ctx);
+/* tok_json_count_elements: an upper bound on the elements of the array at text[at..). */
+size_t tok_json_count_elements(const struct tok_loader *L, size_t at, size_t len);
 
 /* tok_json_fail: formats "<file>: <path>: <message>" into the loader's err; returns code. */
 int tok_json_fail(struct tok_loader *L, int code, const char *path, const char *fmt, ...)

@@ -20,29 +20,20 @@
 
 /* ---- the BPE model ---- */
 
-static int load_vocab(struct tok_loader *L, const json_t *vocab)
+static int vocab_entry(struct tok_loader *L, void *ctx, const json_t *key, const json_t *v)
 {
+    (void)ctx;
     struct tok_bpe *m = &L->t->bpe;
-    if (!json_is_object(vocab))
-        return tok_json_fail(L, ERR_PARSE, "model.vocab", "expected an object");
-    m->max_id = -1;
-    for (void *it = json_object_iter((json_t *)vocab); it;
-         it = json_object_iter_next((json_t *)vocab, it)) {
-        const char *k = json_object_iter_key(it);
-        size_t kn = json_object_iter_key_len(it);
-        const json_t *v = json_object_iter_value(it);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_ID)
-            return tok_json_fail(L, ERR_PARSE, "model.vocab",
-                                 "the id of \"%.64s\" must be an integer in [0, %d]", k, MAX_ID);
-        if (!utf8_valid(k, kn))
-            return tok_json_fail(L, ERR_PARSE, "model.vocab", "a token is not valid UTF-8");
-        int32_t id = (int32_t)json_integer_value(v);
-        if (tok_strmap_put(&m->vocab, k, kn, id))
-            return tok_json_fail(L, ERR_NOMEM, "model.vocab", "out of memory");
-        if (id > m->max_id)
-            m->max_id = id;
-    }
-    m->n_entries = m->vocab.n;
+    const char *k = json_string_value(key);
+    size_t kn = json_string_length(key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_ID)
+        return tok_json_fail(L, ERR_PARSE, "model.vocab",
+                             "the id of \"%.64s\" must be an integer in [0, %d]", k, MAX_ID);
+    int32_t id = (int32_t)json_integer_value(v);
+    if (tok_strmap_put(&m->vocab, k, kn, id))
+        return tok_json_fail(L, ERR_NOMEM, "model.vocab", "out of memory");
+    if (id > m->max_id)
+        m->max_id = id;
     return 0;
 }
 
@@ -66,46 +57,59 @@ static int merge_parts(const json_t *mg, const char **a, size_t *an, const char 
     return 0;
 }
 
-static int load_merges(struct tok_loader *L, const json_t *merges)
+static int merge_entry(struct tok_loader *L, void *ctx, size_t i, const json_t *mg)
+{
+    struct buf *cat = ctx;
+    struct tok_bpe *m = &L->t->bpe;
+    char path[64];
+    const char *a, *b;
+    size_t an, bn;
+    if (merge_parts(mg, &a, &an, &b, &bn)) {
+        snprintf(path, sizeof path, "model.merges[%zu]", i);
+        return tok_json_fail(L, ERR_PARSE, path, "expected \"a b\" or [\"a\", \"b\"]");
+    }
+    int32_t ia = tok_strmap_get(&m->vocab, a, an), ib = tok_strmap_get(&m->vocab, b, bn);
+    if (ia < 0 || ib < 0 || bn < m->prefix_n) {
+        snprintf(path, sizeof path, "model.merges[%zu]", i);
+        return tok_json_fail(L, ERR_PARSE, path, "merge token \"%.*s\" is not in the vocabulary",
+                             (int)(ia < 0 ? (an > 64 ? 64 : an) : (bn > 64 ? 64 : bn)),
+                             ia < 0 ? a : b);
+    }
+    buf_reset(cat);
+    if (buf_append(cat, a, an) || buf_append(cat, b + m->prefix_n, bn - m->prefix_n))
+        return ERR_NOMEM;
+    int32_t im = tok_strmap_get(&m->vocab, cat->p, cat->n);
+    if (im < 0) {
+        snprintf(path, sizeof path, "model.merges[%zu]", i);
+        return tok_json_fail(L, ERR_PARSE, path, "merged token \"%.*s\" is not in the vocabulary",
+                             (int)(cat->n > 64 ? 64 : cat->n), cat->p);
+    }
+    if (i >= m->merges_cap)
+        return tok_json_fail(L, ERR_LIMIT, "model.merges", "too many merges");
+    tok_mergemap_put(&m->merges, ia, ib, (uint32_t)i, im);
+    return 0;
+}
+
+/* load_vocab_merges: model.vocab, then model.merges, each read element by element straight
+ * from the text (see tok_json_each_member): no JSON tree of either is ever built. */
+static int load_vocab_merges(struct tok_loader *L)
 {
     struct tok_bpe *m = &L->t->bpe;
-    if (!json_is_array(merges))
-        return tok_json_fail(L, ERR_PARSE, "model.merges", "expected an array");
-    size_t n = json_array_size(merges);
+    if (!L->vocab_n || !L->merges_n)
+        return tok_json_fail(L, ERR_PARSE, "model", "missing field \"%s\"",
+                             L->vocab_n ? "merges" : "vocab");
+    m->max_id = -1;
+    int rc = tok_json_each_member(L, L->vocab_at, L->vocab_n, "model.vocab", vocab_entry, NULL);
+    if (rc)
+        return rc;
+    m->n_entries = m->vocab.n;
+    size_t n = tok_json_count_elements(L, L->merges_at, L->merges_n);
     if (n > (1u << 26) || tok_mergemap_init(&m->merges, n))
         return tok_json_fail(L, ERR_LIMIT, "model.merges", "too many merges");
+    m->merges_cap = n;
     struct buf cat;
     buf_init(&cat, 0);
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char path[64] = "";
-        const char *a, *b;
-        size_t an, bn;
-        if (merge_parts(json_array_get(merges, i), &a, &an, &b, &bn)) {
-            snprintf(path, sizeof path, "model.merges[%zu]", i);
-            rc = tok_json_fail(L, ERR_PARSE, path, "expected \"a b\" or [\"a\", \"b\"]");
-            break;
-        }
-        int32_t ia = tok_strmap_get(&m->vocab, a, an), ib = tok_strmap_get(&m->vocab, b, bn);
-        if (ia < 0 || ib < 0 || bn < m->prefix_n) {
-            snprintf(path, sizeof path, "model.merges[%zu]", i);
-            rc = tok_json_fail(L, ERR_PARSE, path, "merge token \"%.*s\" is not in the vocabulary",
-                               (int)(ia < 0 ? (an > 64 ? 64 : an) : (bn > 64 ? 64 : bn)),
-                               ia < 0 ? a : b);
-            break;
-        }
-        buf_reset(&cat);
-        if (buf_append(&cat, a, an) || buf_append(&cat, b + m->prefix_n, bn - m->prefix_n)) {
-            rc = ERR_NOMEM;
-            break;
-        }
-        int32_t im = tok_strmap_get(&m->vocab, cat.p, cat.n);
-        if (im < 0 && snprintf(path, sizeof path, "model.merges[%zu]", i) > 0)
-            rc = tok_json_fail(L, ERR_PARSE, path, "merged token \"%.*s\" is not in the vocabulary",
-                               (int)(cat.n > 64 ? 64 : cat.n), cat.p);
-        else
-            tok_mergemap_put(&m->merges, ia, ib, (uint32_t)i, im);
-    }
+    rc = tok_json_each_element(L, L->merges_at, L->merges_n, "model.merges", merge_entry, &cat);
     buf_deinit(&cat);
     return rc;
 }
@@ -154,16 +158,8 @@ static int load_model(struct tok_loader *L, json_t *model)
         return rc;
     if (unk && !(m->unk = tok_json_dup(unk, unk_n)))
         return ERR_NOMEM;
-    if ((rc = load_vocab(L, json_object_get(model, "vocab"))))
+    if ((rc = load_vocab_merges(L)))
         return rc;
-    /* free each big JSON part as soon as it is read, and give its pages back to the
-     * system at once: this keeps the peak resident size near the JSON tree's own size */
-    json_object_del(model, "vocab");
-    release_memory();
-    if ((rc = load_merges(L, json_object_get(model, "merges"))))
-        return rc;
-    json_object_del(model, "merges");
-    release_memory();
     return tok_bpe_finish(m, L->err, L->errlen);
 }
 
@@ -423,11 +419,10 @@ int tok_load_json(const char *json, size_t n, const char *config, size_t config_
     struct tok_strmap special_set;
     tok_strmap_init(&special_set);
     json_error_t je;
+    json_t *root = NULL;
     int rc = tok_rx_init(&L.rx);
-    json_t *root = rc ? NULL : json_loadb(json, n, JSON_ALLOW_NUL, &je);
-    if (rc == 0 && !root)
-        rc = tok_json_fail(&L, ERR_PARSE, "(json)", "line %d column %d: %s", je.line, je.column,
-                           je.text);
+    if (rc == 0)
+        rc = tok_json_load_root(&L, json, n, &root);
     if (rc == 0)
         rc = load_root(&L, root, &special_set);
     json_decref(root);

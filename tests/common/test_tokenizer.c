@@ -4,6 +4,7 @@
  * golden prompts, decode round trips, incremental decoding, and load errors.
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,7 +377,12 @@ static void expect_load_error(const char *json, int code, const char *needle)
 TEST(load_errors_name_the_field)
 {
     expect_load_error("{", ERR_PARSE, "tokenizer.json: (json)");
-    expect_load_error("[]", ERR_PARSE, "(root)");
+    expect_load_error("[]", ERR_PARSE, "expected an object");
+    expect_load_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}", ERR_PARSE,
+                      "missing field \"merges\"");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}, \"merges\": [1 2]}}", ERR_PARSE,
+                      "model.merges");
+    expect_load_error("{} x", ERR_PARSE, "after the end");
     expect_load_error("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}", ERR_UNSUPPORTED,
                       "model.type");
     expect_load_error("{\"model\":{\"type\":\"Unigram\",\"vocab\":[]}}", ERR_UNSUPPORTED,
@@ -435,6 +441,61 @@ TEST(regression_word_of_unknown_chars_caches_empty)
     }
     tok_ids_deinit(&ids);
     tok_enc_free(e);
+    tok_free(t);
+}
+
+/* One tokenizer shared by threads, each with its own encoder, gives every thread the same
+ * ids as a single thread (the tokenizer is immutable after loading). */
+struct thread_job {
+    const struct tokenizer *t;
+    const char *const *texts;
+    size_t n_texts;
+    unsigned long long digest;
+};
+
+static unsigned long long encode_digest(const struct tokenizer *t, const char *const *texts,
+                                        size_t n)
+{
+    struct tok_enc *e = tok_enc_new(t);
+    struct tok_ids ids;
+    tok_ids_init(&ids, 0);
+    unsigned long long h = 1469598103934665603ull;
+    for (int round = 0; round < 20; round++)
+        for (size_t i = 0; i < n; i++) {
+            ids.n = 0;
+            tok_encode(e, texts[i], strlen(texts[i]), true, &ids);
+            for (size_t k = 0; k < ids.n; k++)
+                h = (h ^ (unsigned)ids.v[k]) * 1099511628211ull;
+        }
+    tok_ids_deinit(&ids);
+    tok_enc_free(e);
+    return h;
+}
+
+static void *thread_main(void *arg)
+{
+    struct thread_job *j = arg;
+    j->digest = encode_digest(j->t, j->texts, j->n_texts);
+    return NULL;
+}
+
+TEST(shared_between_threads)
+{
+    static const char *const texts[] = {"Hello world", " déjà vu 123456", "<|eot_id|>x",
+                                        "中文 and English", "   spaces\n\nand lines"};
+    struct tokenizer *t = load("tokenizers/llama3");
+    REQUIRE(t);
+    unsigned long long want = encode_digest(t, texts, 5);
+    struct thread_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (struct thread_job){t, texts, 5, 0};
+        REQUIRE(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].digest == want);
+    }
     tok_free(t);
 }
 
