@@ -48,11 +48,18 @@ COMMON_SRC := $(sort $(wildcard common/*.c))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 COMMON_LIB := $(BUILD)/libkiln_common.a
 
+TEMPLATES_SRC := $(sort $(wildcard templates/*.c))
+TEMPLATES_OBJ := $(TEMPLATES_SRC:%.c=$(BUILD)/%.o)
+TEMPLATES_LIB := $(BUILD)/libkiln_templates.a
+
 CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
+# Each test binary links its module and what that module depends on (STYLE.md).
 TEST_SRC  := $(sort $(wildcard tests/common/test_*.c))
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TTEST_SRC  := $(sort $(wildcard tests/templates/test_*.c))
+TTEST_BINS := $(TTEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -62,7 +69,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 .PHONY: all test bench fuzz fuzz-build clean print-nvcc run deps
-all: deps $(BUILD)/kiln $(TEST_BINS) $(BENCH_BINS)
+all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(BENCH_BINS)
 
 # deps: installs the Debian and PyPI dependencies once, when they are missing.
 DEPS_STAMP := $(BUILD)/.deps-ok
@@ -84,10 +91,22 @@ $(COMMON_LIB): $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kiln: $(CLI_OBJ) $(COMMON_LIB)
+$(TEMPLATES_LIB): $(TEMPLATES_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(TEMPLATES_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(COMMON_LIB)
+$(BUILD)/tests/templates/%: $(BUILD)/tests/templates/%.o $(TEMPLATES_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/common/%: $(BUILD)/tests/common/%.o $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(TEMPLATES_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -101,9 +120,9 @@ bench: all
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. $(PKG_CFLAGS) \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(TEMPLATES_SRC) $(wildcard common/*.h templates/*.h)
 	@mkdir -p $(FUZZ_BUILD)
-	clang $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(PKG_LIBS) -lm -lpthread -o $@
+	clang $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(TEMPLATES_SRC) $(PKG_LIBS) -lm -lpthread -o $@
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -12,6 +12,8 @@ static const struct cli_command commands[] = {
      cmd_tokenize},
     {"detokenize", "decode a JSON array of id arrays (stdin) to a JSON array of strings",
      cmd_detokenize},
+    {"chat-template", "render TEMPLATE_FILE INPUT_JSON: a chat template, as transformers does",
+     cmd_chat_template},
 };
 
 static void usage(FILE *out)
