@@ -20,6 +20,7 @@
 struct ct_opts {
     bool normalize;
     bool continue_final;
+    bool batch;
 };
 
 static const struct cfg_flag ct_flags[] = {
@@ -27,33 +28,29 @@ static const struct cfg_flag ct_flags[] = {
      "normalize messages as the server does (join text parts, parse tool-call arguments)"},
     {"continue-final-message", CFG_BOOL, offsetof(struct ct_opts, continue_final), "false", 1, 0,
      NULL, "end the prompt inside the last message (transformers continue_final_message)"},
+    {"batch", CFG_BOOL, offsetof(struct ct_opts, batch), "false", 1, 0, NULL,
+     "INPUT_JSON is an array of inputs (- for stdin); print a JSON array of {\"text\"} or "
+     "{\"error\"}, one per input, compiling the template once"},
 };
 
 #define USAGE "usage: kiln chat-template render TEMPLATE_FILE INPUT_JSON [flags]"
 
-static int render(const char *tpl_path, const char *input_path, const struct ct_opts *o)
+/* render_one: renders one input object; 0 with the text in out, else the error in err. */
+static int render_one(const struct chat_templates *ct, const json_t *in, const struct ct_opts *o,
+                      struct buf *out, char *err, size_t errlen)
 {
-    char err[1024] = "";
-    struct chat_templates ct;
-    if (chat_templates_load_file(&ct, tpl_path, err, sizeof err)) {
-        fprintf(stderr, "%s\n", strstr(err, "TemplateSyntaxError") ? strstr(err, "TemplateSyntaxError") : err);
-        return 1;
-    }
-    json_error_t je;
-    json_t *in = json_load_file(input_path, JSON_ALLOW_NUL, &je);
     if (!json_is_object(in) || !json_is_array(json_object_get(in, "messages"))) {
-        fprintf(stderr, "kiln: %s: %s\n", input_path,
-                in ? "expected an object with a \"messages\" array" : je.text);
-        json_decref(in);
-        chat_templates_deinit(&ct);
-        return 1;
+        snprintf(err, errlen, "input: expected an object with a \"messages\" array");
+        return ERR_INVAL;
     }
     json_t *extra = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach(in, k, v) if (k[0] != '_' && strcmp(k, "messages") && strcmp(k, "tools") &&
-                                      strcmp(k, "documents") && strcmp(k, "add_generation_prompt"))
-        json_object_set(extra, k, v);
+    json_object_foreach((json_t *)in, k, v) {
+        if (k[0] != '_' && strcmp(k, "messages") && strcmp(k, "tools") && strcmp(k, "documents") &&
+            strcmp(k, "add_generation_prompt"))
+            json_object_set(extra, k, v);
+    }
     const json_t *tools = json_object_get(in, "tools"), *docs = json_object_get(in, "documents");
     struct chat_input ci = {
         .messages = json_object_get(in, "messages"),
@@ -65,16 +62,64 @@ static int render(const char *tpl_path, const char *input_path, const struct ct_
         .now = json_string_value(json_object_get(in, "_now")),
         .normalize = o->normalize,
     };
+    const struct jinja_template *t = chat_templates_pick(ct, tools && !json_is_null(tools));
+    int rc = chat_template_render(t, &ci, NULL, out, err, errlen);
+    json_decref(extra);
+    return rc;
+}
+
+static int render(const char *tpl_path, const char *input_path, const struct ct_opts *o)
+{
+    char err[1024] = "";
+    struct chat_templates ct;
+    int lrc = chat_templates_load_file(&ct, tpl_path, err, sizeof err);
+    const char *e = strstr(err, "Template") ? strstr(err, "Template") : err;
+    if (lrc && o->batch && lrc != ERR_IO) { /* one error per input, as a render would give */
+        json_error_t je;
+        json_t *in = strcmp(input_path, "-") == 0 ? json_loadf(stdin, 0, &je)
+                                                  : json_load_file(input_path, 0, &je);
+        json_t *res = json_array();
+        for (size_t i = 0; i < json_array_size(in); i++)
+            json_array_append_new(res, json_pack("{s:s}", "error", e));
+        json_dumpf(res, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(res);
+        json_decref(in);
+        return 0;
+    }
+    if (lrc) {
+        fprintf(stderr, "%s\n", e);
+        return 1;
+    }
+    json_error_t je;
+    json_t *in = strcmp(input_path, "-") == 0 ? json_loadf(stdin, JSON_ALLOW_NUL, &je)
+                                              : json_load_file(input_path, JSON_ALLOW_NUL, &je);
+    if (!in) {
+        fprintf(stderr, "kiln: %s: %s\n", input_path, je.text);
+        chat_templates_deinit(&ct);
+        return 1;
+    }
     struct buf out;
     buf_init(&out, 0);
-    int rc = chat_template_render(chat_templates_pick(&ct, tools && !json_is_null(tools)), &ci,
-                                  NULL, &out, err, sizeof err);
-    if (rc == 0)
-        fwrite(out.p, 1, out.n, stdout);
-    else
-        fprintf(stderr, "%s\n", err);
+    int rc = 0;
+    if (o->batch) { /* an array in, an array of results out */
+        json_t *res = json_array();
+        for (size_t i = 0; i < json_array_size(in); i++) {
+            buf_reset(&out);
+            err[0] = 0;
+            int r = render_one(&ct, json_array_get(in, i), o, &out, err, sizeof err);
+            json_t *item = r ? json_pack("{s:s}", "error", err) : json_pack("{s:s%}", "text", out.p, out.n);
+            json_array_append_new(res, item ? item : json_pack("{s:s}", "error", "not UTF-8"));
+        }
+        json_dumpf(res, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(res);
+    } else {
+        rc = render_one(&ct, in, o, &out, err, sizeof err);
+        if (rc == 0)
+            fwrite(out.p, 1, out.n, stdout);
+        else
+            fprintf(stderr, "%s\n", err);
+    }
     buf_deinit(&out);
-    json_decref(extra);
     json_decref(in);
     chat_templates_deinit(&ct);
     return rc ? 1 : 0;

@@ -1011,7 +1011,8 @@ SIMPLE_TEST(t_string, in.type == JV_STR)
 SIMPLE_TEST(t_mapping, in.type == JV_DICT)
 SIMPLE_TEST(t_iterable, in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
                             in.type == JV_UNDEF || in.type == JV_LOOP)
-SIMPLE_TEST(t_sequence, in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT)
+SIMPLE_TEST(t_sequence, in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
+                            in.type == JV_UNDEF)
 SIMPLE_TEST(t_callable, in.type == JV_MACRO || in.type == JV_FUNC || in.type == JV_JOINER ||
                             (in.type == JV_LOOP && in.u.loop->node && in.u.loop->node->flag))
 SIMPLE_TEST(t_escaped, false)

@@ -998,9 +998,7 @@ static int exec_for(struct eval *E, struct jscope *sc, const struct jnode *n)
         struct jscope *es = n->n2 ? scope_new(E, sc) : sc;
         return es ? exec_body(E, es, n->items2, n->n2) : jinja_oom(rt);
     }
-    const struct jv *outer = E->sym_loop >= 0 ? scope_get(sc, E->sym_loop) : NULL;
-    struct jloop *parent = outer && outer->type == JV_LOOP ? outer->u.loop : NULL;
-    return run_loop(E, sc, n, items, n->flag ? NULL : parent);
+    return run_loop(E, sc, n, items, NULL); /* loop.depth counts recursive loop() calls */
 }
 
 static int exec_set(struct eval *E, struct jscope *sc, const struct jnode *n)

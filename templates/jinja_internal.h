@@ -31,6 +31,7 @@ enum jtok {
     T_INT,
     T_FLOAT,
     T_OP,
+    T_LEXERR,      /* the lexer stopped here; p/n: its message (reported if parsing gets here) */
 };
 
 enum jop {
@@ -59,7 +60,8 @@ struct jtokens {
 
 /* jinja_lex: tokenizes src with jinja2's lexer rules under transformers' environment
  * (trim_blocks, lstrip_blocks, no trailing newline). Strings and names are allocated in a
- * (the template's). ERR_PARSE with "TemplateSyntaxError: ... (line N)" in err. */
+ * (the template's). A syntax error becomes a final T_LEXERR token: jinja2 lexes lazily, so
+ * a parse error before that point is the one it reports. ERR_NOMEM only. */
 int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, char *err,
               size_t errlen);
 

@@ -559,6 +559,16 @@ int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, c
         else
             rc = lex_tag(&L, kind == '%');
     }
+    if (rc == ERR_PARSE) { /* hand the message to the parser as a token */
+        size_t mn = strlen(L.err ? L.err : "");
+        char *m = arena_alloc(a, mn + 1);
+        if (!m)
+            return ERR_NOMEM;
+        memcpy(m, L.err ? L.err : "", mn + 1);
+        if (L.err && L.errlen)
+            L.err[0] = 0;
+        rc = push(&L, (struct jtoken){.type = T_LEXERR, .p = m, .n = mn});
+    }
     if (rc == 0)
         rc = push(&L, (struct jtoken){.type = T_EOF});
     return rc;

@@ -35,17 +35,36 @@ struct nodevec {
     size_t n, cap;
 };
 
+static int parse_failv(struct parser *P, const char *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static int parse_fail(struct parser *P, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int parse_fail_cls(struct parser *P, const char *cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int parse_fail(struct parser *P, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = parse_failv(P, "TemplateSyntaxError", fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int parse_fail_cls(struct parser *P, const char *cls, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = parse_failv(P, cls, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int parse_failv(struct parser *P, const char *cls, const char *fmt, va_list ap)
+{
     if (P->err && P->errlen && !P->err[0]) {
-        int k = snprintf(P->err, P->errlen, "TemplateSyntaxError: ");
-        va_list ap;
-        va_start(ap, fmt);
+        int k = snprintf(P->err, P->errlen, "%s: ", cls);
         if (k >= 0 && (size_t)k < P->errlen)
             k += vsnprintf(P->err + k, P->errlen - (size_t)k, fmt, ap);
-        va_end(ap);
         if (k >= 0 && (size_t)k < P->errlen)
             snprintf(P->err + k, P->errlen - (size_t)k, " (line %d)",
                      P->t[P->pos < P->n ? P->pos : P->n - 1].line);
@@ -55,7 +74,10 @@ static int parse_fail(struct parser *P, const char *fmt, ...)
 
 static const struct jtoken *cur(struct parser *P)
 {
-    return &P->t[P->pos];
+    const struct jtoken *t = &P->t[P->pos];
+    if (t->type == T_LEXERR && P->err && P->errlen && !P->err[0]) /* the lexer's error */
+        snprintf(P->err, P->errlen, "%.*s", (int)t->n, t->p);
+    return t;
 }
 
 static const struct jtoken *peek(struct parser *P, size_t k)
@@ -548,7 +570,8 @@ static int parse_filter(struct parser *P, struct jnode *in, bool start_inline, s
             return rc;
         f->builtin = jinja_filter_id(f->str, f->len);
         if (f->builtin < 0)
-            return parse_fail(P, "No filter named '%.*s'.", (int)f->len, f->str);
+            return parse_fail_cls(P, "TemplateAssertionError", "No filter named '%.*s'.",
+                                  (int)f->len, f->str);
         if (is_op(cur(P), OP_LPAREN) && (rc = parse_call_args(P, f)))
             return rc;
         f->a = *out;
@@ -573,7 +596,8 @@ static int parse_test(struct parser *P, struct jnode **node)
         return rc;
     t->builtin = jinja_test_id(t->str, t->len);
     if (t->builtin < 0)
-        return parse_fail(P, "No test named '%.*s'.", (int)t->len, t->str);
+        return parse_fail_cls(P, "TemplateAssertionError", "No test named '%.*s'.", (int)t->len,
+                              t->str);
     t->flag = negated;
     t->a = *node;
     const struct jtoken *c = cur(P);
@@ -1176,9 +1200,14 @@ static int parse_body(struct parser *P, const char *const *ends, struct jnode **
         const struct jtoken *t = cur(P);
         struct jnode *s = NULL;
         if (t->type == T_EOF) {
-            if (ends)
+            if (ends) {
+                char want[128] = "";
+                for (size_t i = 0; ends[i]; i++)
+                    snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'",
+                             i ? " or " : "", ends[i]);
                 rc = parse_fail(P, "Unexpected end of template. Jinja was looking for the "
-                                   "following tags: '%s'.", ends[0]);
+                                   "following tags: %s.", want);
+            }
             break;
         }
         if (t->type == T_DATA) {
