@@ -212,8 +212,10 @@ static int trim_to_final(const json_t *messages, struct buf *out, size_t start, 
     size_t loc = (size_t)(hit - out->p), keep = n - a; /* len(final_message.lstrip()) */
     if (!(loc + keep <= out->n && memcmp(out->p + loc, m + a, keep) == 0))
         keep = b - a;
-    out->n = loc + keep;
-    out->p[out->n] = 0;
+    if (loc + keep < out->n) { /* (an empty buffer may be the shared read-only "") */
+        out->n = loc + keep;
+        out->p[out->n] = 0;
+    }
     return 0;
 }
 

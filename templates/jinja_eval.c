@@ -541,10 +541,15 @@ static int int_arith(struct jinja_rt *rt, int op, int64_t x, int64_t y, struct j
                                                                     : "integer division or modulo by zero");
         if (x == INT64_MIN && y == -1)
             break;
+        if (op == OP_MOD) { /* Python's modulo takes the divisor's sign */
+            r = x % y;
+            *out = jv_int(r != 0 && ((r < 0) != (y < 0)) ? r + y : r);
+            return 0;
+        }
         r = x / y;
         if ((x % y != 0) && ((x < 0) != (y < 0)))
             r--; /* floor */
-        *out = jv_int(op == OP_FLOORDIV ? r : x - r * y);
+        *out = jv_int(r);
         return 0;
     case OP_POW:
         if (y < 0) {
@@ -851,6 +856,8 @@ static int eval_slice(struct eval *E, struct jscope *sc, const struct jnode *n, 
 static int eval_expr(struct eval *E, struct jscope *sc, const struct jnode *n, struct jv *out)
 {
     struct jinja_rt *rt = E->rt;
+    if (!n)
+        return jinja_fail(rt, "RuntimeError", "empty expression");
     int rc = step(E, n);
     if (rc)
         return rc;
@@ -859,7 +866,7 @@ static int eval_expr(struct eval *E, struct jscope *sc, const struct jnode *n, s
         return jinja_fail(rt, "RecursionError", "maximum recursion depth exceeded");
     }
     struct jv a, b;
-    bool t;
+    bool t = false;
     switch (n->kind) {
     case N_CONST: *out = n->value; break;
     case N_NAME: rc = eval_name(E, sc, n, out); break;

@@ -495,6 +495,9 @@ static int parse_subscript(struct parser *P, struct jnode **node)
     if (rc == 0)
         rc = expect_op(P, OP_RBRACKET, "]");
     struct jnode *idx = NULL;
+    for (size_t i = 0; rc == 0 && args.n > 1 && i < args.n; i++)
+        if (args.v[i]->kind == N_SLICE)
+            rc = parse_fail(P, "slices inside a tuple index are not supported");
     if (rc == 0 && args.n == 1) {
         idx = args.v[0];
     } else if (rc == 0) {

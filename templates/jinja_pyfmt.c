@@ -14,6 +14,8 @@
 #include "jinja_internal.h"
 #include "jinja_pystr.h"
 
+#define MAX_WIDTH 100000 /* format widths and precisions above this are refused */
+
 struct spec {
     char fill, align, sign, type;
     bool zero, alt;
@@ -40,12 +42,12 @@ static const char *parse_spec(const char *p, const char *end, struct spec *s)
         s->zero = true;
         p++;
     }
-    while (p < end && *p >= '0' && *p <= '9')
-        s->width = s->width * 10 + (*p++ - '0');
+    for (; p < end && *p >= '0' && *p <= '9'; p++) /* capped: a larger width is an error */
+        s->width = s->width > MAX_WIDTH ? MAX_WIDTH + 1 : s->width * 10 + (*p - '0');
     if (p < end && *p == '.') {
         s->prec = 0;
         for (p++; p < end && *p >= '0' && *p <= '9'; p++)
-            s->prec = s->prec * 10 + (*p - '0');
+            s->prec = s->prec > MAX_WIDTH ? MAX_WIDTH + 1 : s->prec * 10 + (*p - '0');
     }
     if (p < end)
         s->type = *p++;
@@ -139,6 +141,8 @@ static int format_value(struct jinja_rt *rt, const struct jv *v, const char *sp,
 {
     struct spec s;
     parse_spec(sp, sp + sn, &s);
+    if (s.width > MAX_WIDTH || s.prec > MAX_WIDTH)
+        return jinja_fail(rt, "ValueError", "Too many decimal digits in format string");
     bool num = v->type == JV_INT || v->type == JV_FLOAT || v->type == JV_BOOL;
     if (num && (s.type != 's' || !s.type) && !(v->type == JV_BOOL && !s.type))
         return format_number(rt, v, &s, out);
@@ -359,11 +363,15 @@ int jinja_percent_format(struct jinja_rt *rt, struct jv fmt, struct jv args, str
                 s.sign = *p;
             else
                 s.alt = true;
-        while (p < end && *p >= '0' && *p <= '9')
-            s.width = s.width * 10 + (*p++ - '0');
+        for (; p < end && *p >= '0' && *p <= '9'; p++)
+            s.width = s.width > MAX_WIDTH ? MAX_WIDTH + 1 : s.width * 10 + (*p - '0');
         if (p < end && *p == '.')
             for (s.prec = 0, p++; p < end && *p >= '0' && *p <= '9'; p++)
-                s.prec = s.prec * 10 + (*p - '0');
+                s.prec = s.prec > MAX_WIDTH ? MAX_WIDTH + 1 : s.prec * 10 + (*p - '0');
+        if (s.width > MAX_WIDTH || s.prec > MAX_WIDTH) {
+            rc = jinja_fail(rt, "OverflowError", "width or precision too big");
+            break;
+        }
         if (p >= end) {
             rc = jinja_fail(rt, "ValueError", "incomplete format");
             break;

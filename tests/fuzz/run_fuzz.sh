@@ -22,6 +22,14 @@ for drv in "$build"/fuzz_*; do
         python3 tests/fuzz/seeds_tok_encode.py "$corpus"
         extra=(-max_len=4096)
         ;;
+    fuzz_jinja_compile)
+        python3 tests/fuzz/seeds_jinja.py compile "$fixtures" "$corpus"
+        extra=(-dict=tests/fuzz/jinja.dict -max_len=16384)
+        ;;
+    fuzz_jinja_render)
+        python3 tests/fuzz/seeds_jinja.py render "$fixtures" "$corpus"
+        extra=(-max_len=16384)
+        ;;
     esac
     echo "== $name: ${secs}s"
     if ! KILN_FIXTURES="$fixtures" "$drv" -max_total_time="$secs" -timeout=20 \

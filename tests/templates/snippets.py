@@ -151,6 +151,10 @@ TESTS = [
     ("{% for i in range(3) %}\n  {{ i }}\n{% endfor %}\n", {}),
     ("<{{ 'x' }}\n{% if true %}\n\t\ty\n{% endif %}>", {}),
     ("{%- generation -%} gen {% endgeneration %}", {}),
+    # regressions found by fuzzing
+    ("{{ -9223372036854775807 % 3 }}{{ -9223372036854775807 // 3 }}{{ 9223372036854775807 % -2 }}", {}),
+    ("{{ '%99999999999d' % 1 }}", {}),
+    ("{{ '{:99999999999}'.format(1) }}", {}),
     # syntax errors
     ("{% if %}", {}),
     ("{% for x in %}{% endfor %}", {}),
