@@ -76,6 +76,13 @@ static int scope_set(struct eval *E, struct jscope *s, int sym, struct jv v)
     return 0;
 }
 
+/* capture_scope: marks s and its ancestors as captured by a closure. */
+static void capture_scope(struct jscope *s)
+{
+    for (; s && !s->captured; s = s->parent)
+        s->captured = true;
+}
+
 static const struct jv *scope_get(const struct jscope *s, int sym)
 {
     for (; s; s = s->parent)
@@ -964,11 +971,16 @@ static int run_loop(struct eval *E, struct jscope *sc, const struct jnode *n, st
                         .depth0 = parent ? parent->depth0 + 1 : 0};
     struct jv lv = {.type = JV_LOOP, .u.loop = l};
     int rc = 0;
+    struct jscope *it = NULL;
     for (size_t i = 0; rc == 0 && i < items.u.l->n; i++) {
         l->index0 = i;
-        struct jscope *it = scope_new(E, sc);
-        if (!it)
+        if ((rc = step(E, n)))
+            break;
+        if (it && !it->captured) { /* a fresh, empty scope each iteration; reuse its memory */
+            it->n = 0;
+        } else if (!(it = scope_new(E, sc))) {
             return jinja_oom(rt);
+        }
         rc = bind(E, it, n->a, items.u.l->v[i]);
         if (rc == 0 && E->sym_loop >= 0)
             rc = scope_set(E, it, E->sym_loop, lv);
@@ -1055,6 +1067,7 @@ static int exec_call_block(struct eval *E, struct jscope *sc, const struct jnode
     if (!caller || !m)
         return jinja_oom(rt);
     *caller = (struct jmacro){.def = n, .closure = sc, .caller = jv_undef()};
+    capture_scope(sc);
     *m = *fn.u.m;
     m->caller = (struct jv){.type = JV_MACRO, .u.m = caller};
     struct jv mv = {.type = JV_MACRO, .u.m = m};
@@ -1095,6 +1108,7 @@ static int exec_stmt(struct eval *E, struct jscope *sc, const struct jnode *n)
         if (!m)
             return jinja_oom(rt);
         *m = (struct jmacro){.def = n, .closure = sc, .caller = jv_undef()};
+        capture_scope(sc);
         return scope_set(E, sc, n->sym, (struct jv){.type = JV_MACRO, .u.m = m});
     }
     case S_CALL_BLOCK: return exec_call_block(E, sc, n);

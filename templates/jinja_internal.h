@@ -118,6 +118,7 @@ struct jscope {
     int *syms;
     struct jv *vals;
     size_t n, cap;
+    bool captured; /* a macro closes over it (or a scope below it): it must not be reused */
 };
 
 struct jmacro {
