@@ -36,7 +36,7 @@ void buf_reset(struct buf *b)
         b->p[0] = '\0';
 }
 
-int buf_reserve(struct buf *b, size_t extra)
+int buf_reserve_grow(struct buf *b, size_t extra)
 {
     if (extra > b->limit - b->n)
         return ERR_LIMIT;
@@ -58,7 +58,7 @@ int buf_reserve(struct buf *b, size_t extra)
     return 0;
 }
 
-int buf_append(struct buf *b, const void *p, size_t n)
+int buf_append_grow(struct buf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
@@ -71,15 +71,7 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_append_byte(struct buf *b, char c)
-{
-    return buf_append(b, &c, 1);
-}
 
-int buf_append_str(struct buf *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
-}
 
 __attribute__((format(printf, 2, 0))) static int buf_vprintf(struct buf *b, const char *fmt,
                                                                va_list ap)

@@ -12,6 +12,7 @@
 #define KILN_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 struct buf {
     char *p;      /* the bytes, NUL-terminated */
@@ -30,21 +31,47 @@ void buf_deinit(struct buf *b);
 /* buf_reset: makes b empty (n = 0) but keeps its memory for reuse. */
 void buf_reset(struct buf *b);
 
+/* buf_reserve_grow: buf_reserve's out-of-line path. */
+int buf_reserve_grow(struct buf *b, size_t extra);
+
 /* buf_reserve: ensures `extra` more bytes can be appended without allocating.
  * Returns 0, ERR_LIMIT (n + extra would pass the limit) or ERR_NOMEM; b is unchanged on
  * failure. */
-int buf_reserve(struct buf *b, size_t extra);
+static inline int buf_reserve(struct buf *b, size_t extra)
+{
+    if (b->cap && extra < b->cap - b->n && extra <= b->limit - b->n)
+        return 0;
+    return buf_reserve_grow(b, extra);
+}
+
+/* buf_append_grow: buf_append's out-of-line path, when b must grow (or refuse). */
+int buf_append_grow(struct buf *b, const void *p, size_t n);
 
 /* buf_append: appends p[0..n) (p may be NULL when n == 0).
- * Returns 0, ERR_LIMIT or ERR_NOMEM; b is unchanged on failure. */
-int buf_append(struct buf *b, const void *p, size_t n);
+ * Returns 0, ERR_LIMIT or ERR_NOMEM; b is unchanged on failure. Inline when it fits. */
+static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (n && b->cap && n < b->cap - b->n && n <= b->limit - b->n) {
+        memcpy(b->p + b->n, p, n);
+        b->n += n;
+        b->p[b->n] = '\0';
+        return 0;
+    }
+    return buf_append_grow(b, p, n);
+}
 
 /* buf_append_byte: appends one byte. Returns 0, ERR_LIMIT or ERR_NOMEM. */
-int buf_append_byte(struct buf *b, char c);
+static inline int buf_append_byte(struct buf *b, char c)
+{
+    return buf_append(b, &c, 1);
+}
 
 /* buf_append_str: appends the NUL-terminated s (without its NUL).
  * Returns 0, ERR_LIMIT or ERR_NOMEM. */
-int buf_append_str(struct buf *b, const char *s);
+static inline int buf_append_str(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
 
 /* buf_printf: appends printf-formatted text. Returns 0, ERR_LIMIT, ERR_NOMEM or ERR_INVAL
  * (the format failed to convert); b is unchanged on failure. */

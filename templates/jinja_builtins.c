@@ -287,9 +287,13 @@ static int f_tojson(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
         memset(spaces, ' ', (size_t)k);
         o.indent = spaces;
         o.indent_n = (size_t)k;
+        o.indent_spaces = true;
     } else if (ind && ind->type == JV_STR) {
         o.indent = ind->u.s.p;
         o.indent_n = ind->u.s.n;
+        o.indent_spaces = true;
+        for (size_t i = 0; i < o.indent_n; i++)
+            o.indent_spaces = o.indent_spaces && o.indent[i] == ' ';
     }
     char isep[32] = "", ksep[32] = "";
     if (seps && seps->type == JV_LIST && seps->u.l->n == 2 && seps->u.l->v[0].type == JV_STR &&
@@ -299,12 +303,11 @@ static int f_tojson(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
         o.item_sep = isep;
         o.key_sep = ksep;
     }
-    struct buf b;
-    buf_init(&b, rt->max_out);
-    int rc = jv_tojson(rt, &in, &o, &b);
+    struct buf *b = rt->scratch;
+    buf_reset(b);
+    int rc = jv_tojson(rt, &in, &o, b);
     if (rc == 0)
-        rc = jv_str_copy(rt, b.p, b.n, out);
-    buf_deinit(&b);
+        rc = jv_str_copy(rt, b->p, b->n, out);
     return rc;
 }
 
@@ -1575,37 +1578,48 @@ static int m_reset(struct jinja_rt *rt, struct jv c, struct jargs *a, struct jv 
 
 static const struct {
     uint8_t type;
+    uint8_t len;
     const char *name;
     method_fn fn; /* NULL: forbidden by the immutable sandbox */
 } METHODS[] = {
-    {JV_STR, "strip", m_strip}, {JV_STR, "lstrip", m_lstrip}, {JV_STR, "rstrip", m_rstrip},
-    {JV_STR, "split", m_split}, {JV_STR, "rsplit", m_rsplit}, {JV_STR, "splitlines", m_splitlines},
-    {JV_STR, "upper", m_upper}, {JV_STR, "lower", m_lower}, {JV_STR, "title", m_title},
-    {JV_STR, "capitalize", m_capitalize}, {JV_STR, "swapcase", m_swapcase},
-    {JV_STR, "startswith", m_startswith}, {JV_STR, "endswith", m_endswith},
-    {JV_STR, "find", m_find}, {JV_STR, "rfind", m_rfind}, {JV_STR, "index", m_index_str},
-    {JV_STR, "rindex", m_rindex}, {JV_STR, "count", m_count_str}, {JV_STR, "replace", m_replace},
-    {JV_STR, "join", m_join}, {JV_STR, "format", m_format}, {JV_STR, "isdigit", m_isdigit},
-    {JV_STR, "isalpha", m_isalpha}, {JV_STR, "isalnum", m_isalnum}, {JV_STR, "isspace", m_isspace},
-    {JV_STR, "islower", m_islower}, {JV_STR, "isupper", m_isupper}, {JV_STR, "center", m_center},
-    {JV_STR, "ljust", m_ljust}, {JV_STR, "rjust", m_rjust},
-    {JV_STR, "removeprefix", m_removeprefix}, {JV_STR, "removesuffix", m_removesuffix},
-    {JV_DICT, "get", m_get}, {JV_DICT, "items", m_items}, {JV_DICT, "keys", m_keys},
-    {JV_DICT, "values", m_values}, {JV_DICT, "copy", m_copy}, {JV_DICT, "clear", NULL},
-    {JV_DICT, "pop", NULL}, {JV_DICT, "popitem", NULL}, {JV_DICT, "setdefault", NULL},
-    {JV_DICT, "update", NULL},
-    {JV_LIST, "index", m_list_index}, {JV_LIST, "count", m_list_count}, {JV_LIST, "copy", m_copy},
-    {JV_LIST, "append", NULL}, {JV_LIST, "clear", NULL}, {JV_LIST, "extend", NULL},
-    {JV_LIST, "insert", NULL}, {JV_LIST, "pop", NULL}, {JV_LIST, "remove", NULL},
-    {JV_LIST, "reverse", NULL}, {JV_LIST, "sort", NULL},
-    {JV_LOOP, "cycle", m_cycle}, {JV_LOOP, "changed", m_changed},
-    {JV_CYCLER, "next", m_next}, {JV_CYCLER, "reset", m_reset},
+#define M(t, name, fn) {t, sizeof(name) - 1, name, fn}
+    M(JV_STR, "strip", m_strip), M(JV_STR, "lstrip", m_lstrip), M(JV_STR, "rstrip", m_rstrip),
+    M(JV_STR, "split", m_split), M(JV_STR, "rsplit", m_rsplit), M(JV_STR, "splitlines", m_splitlines),
+    M(JV_STR, "upper", m_upper), M(JV_STR, "lower", m_lower), M(JV_STR, "title", m_title),
+    M(JV_STR, "capitalize", m_capitalize), M(JV_STR, "swapcase", m_swapcase),
+    M(JV_STR, "startswith", m_startswith), M(JV_STR, "endswith", m_endswith),
+    M(JV_STR, "find", m_find), M(JV_STR, "rfind", m_rfind), M(JV_STR, "index", m_index_str),
+    M(JV_STR, "rindex", m_rindex), M(JV_STR, "count", m_count_str), M(JV_STR, "replace", m_replace),
+    M(JV_STR, "join", m_join), M(JV_STR, "format", m_format), M(JV_STR, "isdigit", m_isdigit),
+    M(JV_STR, "isalpha", m_isalpha), M(JV_STR, "isalnum", m_isalnum), M(JV_STR, "isspace", m_isspace),
+    M(JV_STR, "islower", m_islower), M(JV_STR, "isupper", m_isupper), M(JV_STR, "center", m_center),
+    M(JV_STR, "ljust", m_ljust), M(JV_STR, "rjust", m_rjust),
+    M(JV_STR, "removeprefix", m_removeprefix), M(JV_STR, "removesuffix", m_removesuffix),
+    M(JV_DICT, "get", m_get), M(JV_DICT, "items", m_items), M(JV_DICT, "keys", m_keys),
+    M(JV_DICT, "values", m_values), M(JV_DICT, "copy", m_copy), M(JV_DICT, "clear", NULL),
+    M(JV_DICT, "pop", NULL), M(JV_DICT, "popitem", NULL), M(JV_DICT, "setdefault", NULL),
+    M(JV_DICT, "update", NULL),
+    M(JV_LIST, "index", m_list_index), M(JV_LIST, "count", m_list_count), M(JV_LIST, "copy", m_copy),
+    M(JV_LIST, "append", NULL), M(JV_LIST, "clear", NULL), M(JV_LIST, "extend", NULL),
+    M(JV_LIST, "insert", NULL), M(JV_LIST, "pop", NULL), M(JV_LIST, "remove", NULL),
+    M(JV_LIST, "reverse", NULL), M(JV_LIST, "sort", NULL),
+    M(JV_LOOP, "cycle", m_cycle), M(JV_LOOP, "changed", m_changed),
+    M(JV_CYCLER, "next", m_next), M(JV_CYCLER, "reset", m_reset),
+#undef M
 };
+
+bool jinja_is_method_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++)
+        if (METHODS[i].len == n && memcmp(METHODS[i].name, s, n) == 0)
+            return true;
+    return false;
+}
 
 int jinja_method_id(const struct jv *obj, const char *name, size_t n)
 {
     for (size_t i = 0; i < sizeof METHODS / sizeof *METHODS; i++)
-        if (METHODS[i].type == obj->type && strlen(METHODS[i].name) == n &&
+        if (METHODS[i].type == obj->type && METHODS[i].len == n &&
             memcmp(METHODS[i].name, name, n) == 0)
             return METHODS[i].fn ? G_COUNT_ + (int)i : -2;
     return -1;

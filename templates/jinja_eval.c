@@ -32,7 +32,7 @@ struct eval {
 static int eval_expr(struct eval *E, struct jscope *sc, const struct jnode *n, struct jv *out);
 static int exec_body(struct eval *E, struct jscope *sc, struct jnode *const *items, size_t n);
 
-static int step(struct eval *E, const struct jnode *n)
+static inline int step(struct eval *E, const struct jnode *n)
 {
     struct jinja_rt *rt = E->rt;
     rt->line = n->line;
@@ -315,6 +315,12 @@ static int loop_attr(struct jinja_rt *rt, struct jv obj, const char *name, size_
 
 int jinja_getattr(struct jinja_rt *rt, struct jv obj, const char *name, size_t n, struct jv *out)
 {
+    return jinja_getattr_hint(rt, obj, name, n, true, out);
+}
+
+int jinja_getattr_hint(struct jinja_rt *rt, struct jv obj, const char *name, size_t n,
+                       bool may_be_method, struct jv *out)
+{
     if (obj.type == JV_UNDEF)
         return jv_undef_raise(rt, &obj);
     if (obj.type == JV_LOOP)
@@ -323,7 +329,7 @@ int jinja_getattr(struct jinja_rt *rt, struct jv obj, const char *name, size_t n
         *out = jv_undef_named(JV_UNDEF_UNSAFE, &obj, name, n);
         return 0;
     }
-    int id = jinja_method_id(&obj, name, n);
+    int id = may_be_method ? jinja_method_id(&obj, name, n) : -1;
     if (id == -2) {
         *out = jv_undef_named(JV_UNDEF_UNSAFE, &obj, name, n);
         return 0;
@@ -843,8 +849,8 @@ static int eval_getattr(struct eval *E, struct jscope *sc, const struct jnode *n
         rc = eval_expr(E, sc, n->b, &key);
     if (rc)
         return rc;
-    if (n->kind == N_GETATTR)
-        return jinja_getattr(E->rt, obj, n->str, n->len, out);
+    if (n->kind == N_GETATTR) /* n->builtin: 1 when some type has a method of this name */
+        return jinja_getattr_hint(E->rt, obj, n->str, n->len, n->builtin == 1, out);
     return jinja_getitem(E->rt, obj, key, out);
 }
 
@@ -1213,6 +1219,9 @@ int jinja_render(const struct jinja_template *t, const struct json_t *vars, cons
                      .sym_varargs = find_sym(t, "varargs"), .sym_kwargs = find_sym(t, "kwargs"),
                      .sym_caller = find_sym(t, "caller")};
     rt.ctx = &E;
+    struct buf scratch;
+    buf_init(&scratch, rt.max_out);
+    rt.scratch = &scratch;
     size_t limit_saved = out->limit;
     if (!out->limit || out->limit > out->n + rt.max_out)
         out->limit = out->n + rt.max_out;
@@ -1232,6 +1241,7 @@ int jinja_render(const struct jinja_template *t, const struct json_t *vars, cons
         jinja_fail(&rt, rc == ERR_LIMIT ? "RuntimeError" : "RuntimeError",
                    rc == ERR_LIMIT ? "a render limit was exceeded" : "render failed");
     out->limit = limit_saved;
+    buf_deinit(&scratch);
     arena_deinit(&arena);
     return rc;
 }

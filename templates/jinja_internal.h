@@ -182,6 +182,12 @@ int jinja_method_id(const struct jv *obj, const char *name, size_t n);
 /* Evaluator services the builtins use (jinja_eval.c). */
 int jinja_call_value(struct jinja_rt *rt, struct jv fn, struct jargs *args, struct jv *out);
 int jinja_getattr(struct jinja_rt *rt, struct jv obj, const char *name, size_t n, struct jv *out);
+/* jinja_getattr_hint: the same, where may_be_method false says no type has a method of
+ * that name (the parser knows it for `x.name`), which skips the method lookup. */
+int jinja_getattr_hint(struct jinja_rt *rt, struct jv obj, const char *name, size_t n,
+                       bool may_be_method, struct jv *out);
+/* jinja_is_method_name: whether some type has a method called s. */
+bool jinja_is_method_name(const char *s, size_t n);
 int jinja_getitem(struct jinja_rt *rt, struct jv obj, struct jv key, struct jv *out);
 size_t jinja_loop_length(const struct jv *loop);
 int jinja_loop_items(struct jinja_rt *rt, const struct jv *loop, struct jv *out);

@@ -470,6 +470,7 @@ static int parse_subscript(struct parser *P, struct jnode **node)
         if (t->type == T_NAME) {
             n->str = t->p;
             n->len = t->n;
+            n->builtin = jinja_is_method_name(t->p, t->n); /* see jinja_getattr_hint */
         } else if (t->type == T_INT) {
             n->b = node_new(P, N_CONST);
             if (!n->b)

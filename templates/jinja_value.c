@@ -290,6 +290,21 @@ int jv_len(struct jinja_rt *rt, const struct jv *v, size_t *n)
 
 /* ---- printing ---- */
 
+/* append_int: a decimal integer, without printf. */
+static int append_int(struct buf *out, int64_t v)
+{
+    char tmp[24];
+    int k = 24;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        tmp[--k] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        tmp[--k] = '-';
+    return buf_append(out, tmp + k, (size_t)(24 - k));
+}
+
+
 int jv_float_repr(double f, struct buf *out)
 {
     if (isnan(f))
@@ -441,7 +456,7 @@ static int print_value(struct jinja_rt *rt, const struct jv *v, struct buf *out,
     case JV_UNDEF: rc = repr ? buf_append_str(out, "Undefined") : 0; break;
     case JV_NONE: rc = buf_append_str(out, "None"); break;
     case JV_BOOL: rc = buf_append_str(out, v->u.b ? "True" : "False"); break;
-    case JV_INT: rc = buf_printf(out, "%lld", (long long)v->u.i); break;
+    case JV_INT: rc = append_int(out, v->u.i); break;
     case JV_FLOAT: rc = jv_float_repr(v->u.f, out); break;
     case JV_STR: rc = repr ? str_repr(v->u.s.p, v->u.s.n, out) : buf_append(out, v->u.s.p, v->u.s.n); break;
     case JV_LIST: rc = print_seq(rt, v, out); break;
@@ -516,47 +531,88 @@ int jv_iter_list(struct jinja_rt *rt, const struct jv *v, struct jv *out)
 
 /* ---- JSON ---- */
 
+/* JSON_ESC[c]: the escape json.dumps writes for byte c ("" when c stands for itself). */
+static const char *const JSON_ESC[32] = {
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+    "\\b",     "\\t",     "\\n",     "\\u000b", "\\f",     "\\r",     "\\u000e", "\\u000f",
+    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+};
+
+/* JSON_SPECIAL[c]: 1 for a byte json.dumps escapes (controls, '"', '\\'); 2 for the bytes
+ * that only ensure_ascii escapes (non-ASCII). */
+static const uint8_t JSON_SPECIAL[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
 static int json_str(const char *s, size_t n, bool ascii, struct buf *out)
 {
-    int rc = buf_append_byte(out, '"');
-    size_t run = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
-                          : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
-                          : c == '\f' ? "\\f" : NULL;
-        if (!esc && c >= 0x20 && (c < 0x80 || !ascii))
-            continue;
-        rc = buf_append(out, s + run, i - run);
-        if (rc == 0 && esc) {
-            rc = buf_append_str(out, esc);
-        } else if (rc == 0 && c < 0x80) {
-            rc = buf_printf(out, "\\u%04x", c);
-        } else if (rc == 0) { /* ensure_ascii: \uXXXX, with a surrogate pair above U+FFFF */
+    if (n > (SIZE_MAX - 2) / 12)
+        return ERR_LIMIT;
+    int rc = buf_reserve(out, 2 + 12 * n); /* the worst case: \uXXXX\uXXXX for 4 bytes */
+    if (rc)
+        return rc;
+    char *o = out->p + out->n;
+    const unsigned char *u = (const unsigned char *)s;
+    uint8_t stop = ascii ? 3 : 1;
+    *o++ = '"';
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        if (!(JSON_SPECIAL[c] & stop)) { /* scan and copy in one pass: strings are short */
+            *o++ = (char)c;
+            i++;
+        } else if (c < 0x20) {
+            size_t l = strlen(JSON_ESC[c]);
+            memcpy(o, JSON_ESC[c], l);
+            o += l;
+            i++;
+        } else if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+            i++;
+        } else { /* ensure_ascii: \uXXXX, with a surrogate pair above U+FFFF */
             uint32_t cp;
             size_t l = utf8_decode(s + i, n - i, &cp);
             if (!l)
                 cp = 0xFFFD, l = 1;
             if (cp >= 0x10000)
-                rc = buf_printf(out, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
-                                0xDC00 + ((cp - 0x10000) & 0x3FF));
+                o += sprintf(o, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+                             0xDC00 + ((cp - 0x10000) & 0x3FF));
             else
-                rc = buf_printf(out, "\\u%04x", cp);
-            i += l - 1;
+                o += sprintf(o, "\\u%04x", cp);
+            i += l;
         }
-        run = i + 1;
     }
-    if (rc == 0)
-        rc = buf_append(out, s + run, n - run);
-    return rc ? rc : buf_append_byte(out, '"');
+    *o++ = '"';
+    out->n = (size_t)(o - out->p);
+    out->p[out->n] = '\0';
+    return 0;
 }
 
 static int json_newline(const struct jv_json_opts *o, int level, struct buf *out)
 {
-    int rc = buf_append_byte(out, '\n');
-    for (int i = 0; rc == 0 && i < level; i++)
-        rc = buf_append(out, o->indent, o->indent_n);
-    return rc;
+    size_t need = 1 + o->indent_n * (size_t)level;
+    int rc = buf_reserve(out, need);
+    if (rc)
+        return rc;
+    char *p = out->p + out->n;
+    *p++ = '\n';
+    if (o->indent_spaces)
+        for (size_t i = 1; i < need; i++) /* short: a loop beats a call */
+            *p++ = ' ';
+    else
+        for (int i = 0; i < level; i++, p += o->indent_n)
+            memcpy(p, o->indent, o->indent_n);
+    out->n += need;
+    out->p[out->n] = '\0';
+    return 0;
 }
 
 static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_json_opts *o,
@@ -614,21 +670,23 @@ static int json_container(struct jinja_rt *rt, const struct jv *v, const struct 
     size_t n = dict ? v->u.d->n : v->u.l->n, *order = NULL;
     const char *isep = o->item_sep ? o->item_sep : o->indent ? "," : ", ";
     const char *ksep = o->key_sep ? o->key_sep : ": ";
-    int rc = dict ? key_order(rt, v->u.d, o->sort_keys, &order) : 0;
+    size_t isep_n = strlen(isep), ksep_n = strlen(ksep);
+    int rc = dict && o->sort_keys ? key_order(rt, v->u.d, true, &order) : 0;
     if (rc == 0)
         rc = buf_append_byte(out, dict ? '{' : '[');
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t k = order ? order[i] : i;
         if (i)
-            rc = buf_append_str(out, isep);
+            rc = buf_append(out, isep, isep_n);
         if (rc == 0 && o->indent)
             rc = json_newline(o, level + 1, out);
         if (rc == 0 && dict) {
-            rc = json_key(rt, &v->u.d->k[order[i]], o, out);
+            rc = json_key(rt, &v->u.d->k[k], o, out);
             if (rc == 0)
-                rc = buf_append_str(out, ksep);
+                rc = buf_append(out, ksep, ksep_n);
         }
         if (rc == 0)
-            rc = json_value(rt, dict ? &v->u.d->v[order[i]] : &v->u.l->v[i], o, level + 1, out);
+            rc = json_value(rt, dict ? &v->u.d->v[k] : &v->u.l->v[k], o, level + 1, out);
     }
     if (rc == 0 && n && o->indent)
         rc = json_newline(o, level, out);
@@ -643,7 +701,7 @@ static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_j
     switch (v->type) {
     case JV_NONE: return buf_append_str(out, "null");
     case JV_BOOL: return buf_append_str(out, v->u.b ? "true" : "false");
-    case JV_INT: return buf_printf(out, "%lld", (long long)v->u.i);
+    case JV_INT: return append_int(out, v->u.i);
     case JV_FLOAT:
         if (isnan(v->u.f))
             return buf_append_str(out, "NaN");
@@ -678,25 +736,30 @@ int jv_from_json(struct jinja_rt *rt, const json_t *j, struct jv *out)
     case JSON_INTEGER: *out = jv_int(json_integer_value(j)); return 0;
     case JSON_REAL: *out = jv_float(json_real_value(j)); return 0;
     case JSON_STRING: *out = jv_str(json_string_value(j), json_string_length(j)); return 0;
-    case JSON_ARRAY: {
-        int rc = jv_list_new(rt, json_array_size(j), out);
-        for (size_t i = 0; rc == 0 && i < json_array_size(j); i++) {
-            struct jv e;
-            rc = jv_from_json(rt, json_array_get(j, i), &e);
-            if (rc == 0)
-                rc = jv_list_push(rt, out->u.l, e);
-        }
+    case JSON_ARRAY: { /* one allocation: the list and its items */
+        size_t n = json_array_size(j);
+        struct jlist *l = jinja_alloc(rt, sizeof *l + n * sizeof(struct jv));
+        if (!l)
+            return jinja_oom(rt);
+        *l = (struct jlist){0, n, (struct jv *)(l + 1)};
+        *out = (struct jv){.type = JV_LIST, .u.l = l};
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = jv_from_json(rt, json_array_get(j, i), &l->v[l->n++]);
         return rc;
     }
-    case JSON_OBJECT: {
-        int rc = jv_dict_new(rt, json_object_size(j), out);
-        for (void *it = json_object_iter((json_t *)j); rc == 0 && it;
+    case JSON_OBJECT: { /* one allocation: the dict, its keys and its values */
+        size_t n = json_object_size(j);
+        struct jdict *d = jinja_alloc(rt, sizeof *d + 2 * n * sizeof(struct jv));
+        if (!d)
+            return jinja_oom(rt);
+        *d = (struct jdict){0, n, (struct jv *)(d + 1), (struct jv *)(d + 1) + n};
+        *out = (struct jv){.type = JV_DICT, .u.d = d};
+        int rc = 0;
+        for (void *it = json_object_iter((json_t *)j); rc == 0 && it && d->n < n;
              it = json_object_iter_next((json_t *)j, it)) {
-            struct jv val;
-            rc = jv_from_json(rt, json_object_iter_value(it), &val);
-            struct jv key = jv_str(json_object_iter_key(it), json_object_iter_key_len(it));
-            if (rc == 0)
-                rc = jv_dict_append(rt, out->u.d, key, val);
+            d->k[d->n] = jv_str(json_object_iter_key(it), json_object_iter_key_len(it));
+            rc = jv_from_json(rt, json_object_iter_value(it), &d->v[d->n++]);
         }
         return rc;
     }

@@ -112,6 +112,7 @@ struct jinja_rt {
     size_t max_out;
     const char *now;    /* "YYYY-MM-DDTHH:MM:SS" for strftime_now, or NULL: the real clock */
     struct buf *out;    /* where output goes now */
+    struct buf *scratch; /* reused by builtins that build a string (tojson) */
     void *ctx;          /* the evaluator's state (jinja_eval.c) */
 };
 
@@ -177,6 +178,7 @@ int jv_iter_list(struct jinja_rt *rt, const struct jv *v, struct jv *out);
 struct jv_json_opts {
     const char *indent;   /* NULL: None (one line); else the string repeated per level */
     size_t indent_n;
+    bool indent_spaces;   /* indent is all spaces (written with memset) */
     const char *item_sep; /* NULL: ", " without indent, "," with */
     const char *key_sep;  /* NULL: ": " */
     bool sort_keys;

@@ -29,4 +29,7 @@ for name in llama3 mistral-v3; do
 done
 echo "(ratio = kiln / HF; utf8_scan = one validation pass over the text, the floor any"
 echo " tokenizer pays; rss = resident growth from loading the tokenizer, peak = process peak)"
+echo
+python3 tests/bench/bench_chat_template.py "$build/tests/bench/bench_chat_template" "$fixtures" \
+    "$build/bench" || status=1
 exit $status
