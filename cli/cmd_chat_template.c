@@ -46,7 +46,8 @@ static int render_one(const struct chat_templates *ct, const json_t *in, const s
     json_t *extra = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)in, k, v) {
+    json_object_foreach((json_t *)in, k, v)
+    {
         if (k[0] != '_' && strcmp(k, "messages") && strcmp(k, "tools") && strcmp(k, "documents") &&
             strcmp(k, "add_generation_prompt"))
             json_object_set(extra, k, v);
@@ -107,7 +108,8 @@ static int render(const char *tpl_path, const char *input_path, const struct ct_
             buf_reset(&out);
             err[0] = 0;
             int r = render_one(&ct, json_array_get(in, i), o, &out, err, sizeof err);
-            json_t *item = r ? json_pack("{s:s}", "error", err) : json_pack("{s:s%}", "text", out.p, out.n);
+            json_t *item =
+                r ? json_pack("{s:s}", "error", err) : json_pack("{s:s%}", "text", out.p, out.n);
             json_array_append_new(res, item ? item : json_pack("{s:s}", "error", "not UTF-8"));
         }
         json_dumpf(res, stdout, JSON_COMPACT | JSON_ENSURE_ASCII);
@@ -131,8 +133,8 @@ int cmd_chat_template(int argc, char **argv)
     char *pos[3] = {NULL, NULL, NULL};
     int npos = 0;
     char err[256];
-    int rc = cfg_parse(ct_flags, sizeof ct_flags / sizeof *ct_flags, &o, argc, argv, pos, 3,
-                       &npos, err, sizeof err);
+    int rc = cfg_parse(ct_flags, sizeof ct_flags / sizeof *ct_flags, &o, argc, argv, pos, 3, &npos,
+                       err, sizeof err);
     if (rc == CFG_HELP) {
         cfg_print_help(stdout, USAGE, ct_flags, sizeof ct_flags / sizeof *ct_flags);
         return 0;

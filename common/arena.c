@@ -21,8 +21,7 @@ struct arena_cleanup {
     void *p;
 };
 
-#define CHUNK_HDR                                                                          \
-    ((sizeof(struct arena_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
+#define CHUNK_HDR ((sizeof(struct arena_chunk) + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1))
 
 /* malloc's alignment plus a padded header make every chunk's first usable byte aligned. */
 _Static_assert(alignof(max_align_t) >= ARENA_ALIGN, "malloc must align to ARENA_ALIGN");

@@ -71,10 +71,8 @@ int buf_append_grow(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-
-
 __attribute__((format(printf, 2, 0))) static int buf_vprintf(struct buf *b, const char *fmt,
-                                                               va_list ap)
+                                                             va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);

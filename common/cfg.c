@@ -14,8 +14,8 @@
 #define CFG_HELP_COL_MAX 40
 
 /* Writes the one-line reason into err (when there is room) and returns ERR_INVAL. */
-__attribute__((format(printf, 3, 4))) static int cfg_fail(char *err, size_t errlen,
-                                                          const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int cfg_fail(char *err, size_t errlen, const char *fmt,
+                                                          ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -42,10 +42,9 @@ static int cfg_fail_range(const struct cfg_flag *f, const char *val, char *err, 
     if (!cfg_has_range(f))
         return cfg_fail(err, errlen, "--%s: %s is out of range", f->name, val);
     if (f->type == CFG_INT)
-        return cfg_fail(err, errlen, "--%s: %s is out of range [%.0f, %.0f]", f->name, val,
-                        f->min, f->max);
-    return cfg_fail(err, errlen, "--%s: %s is out of range [%g, %g]", f->name, val, f->min,
-                    f->max);
+        return cfg_fail(err, errlen, "--%s: %s is out of range [%.0f, %.0f]", f->name, val, f->min,
+                        f->max);
+    return cfg_fail(err, errlen, "--%s: %s is out of range [%g, %g]", f->name, val, f->min, f->max);
 }
 
 static int cfg_set_bool(const struct cfg_flag *f, void *opts, const char *val, char *err,
@@ -117,8 +116,7 @@ static int cfg_set_enum(const struct cfg_flag *f, void *opts, const char *val, c
 }
 
 /* Parses val by f's type and stores it in opts. Returns 0 or ERR_INVAL with err set. */
-static int cfg_set(const struct cfg_flag *f, void *opts, const char *val, char *err,
-                   size_t errlen)
+static int cfg_set(const struct cfg_flag *f, void *opts, const char *val, char *err, size_t errlen)
 {
     switch (f->type) {
     case CFG_BOOL: return cfg_set_bool(f, opts, val, err, errlen);
@@ -130,8 +128,8 @@ static int cfg_set(const struct cfg_flag *f, void *opts, const char *val, char *
     return cfg_fail(err, errlen, "--%s: unknown flag type %d", f->name, (int)f->type);
 }
 
-static int cfg_apply_defaults(const struct cfg_flag *flags, size_t n_flags, void *opts,
-                              char *err, size_t errlen)
+static int cfg_apply_defaults(const struct cfg_flag *flags, size_t n_flags, void *opts, char *err,
+                              size_t errlen)
 {
     for (size_t i = 0; i < n_flags; i++) {
         const struct cfg_flag *f = &flags[i];
@@ -164,8 +162,7 @@ static const struct cfg_flag *cfg_find(const struct cfg_flag *flags, size_t n_fl
 
 /* "--no-NAME" for a boolean NAME: sets it false. Returns 1 when it was not such a flag. */
 static int cfg_parse_negated(const struct cfg_flag *flags, size_t n_flags, void *opts,
-                             const char *name, size_t n, bool has_val, char *err,
-                             size_t errlen)
+                             const char *name, size_t n, bool has_val, char *err, size_t errlen)
 {
     if (n <= 3 || memcmp(name, "no-", 3) != 0)
         return 1;
@@ -219,8 +216,7 @@ static int cfg_add_positional(char *arg, char **positional, int max_positional, 
 }
 
 int cfg_parse(const struct cfg_flag *flags, size_t n_flags, void *opts, int argc, char **argv,
-              char **positional, int max_positional, int *n_positional, char *err,
-              size_t errlen)
+              char **positional, int max_positional, int *n_positional, char *err, size_t errlen)
 {
     int count = 0, rc = cfg_apply_defaults(flags, n_flags, opts, err, errlen);
     bool flags_done = false;
@@ -264,8 +260,7 @@ static void cfg_print_flag(FILE *out, const struct cfg_flag *f, size_t width)
     const char *ph = cfg_placeholder(f);
     size_t left = cfg_left_width(f);
     int pad = (int)(width > left ? width - left : 0);
-    fprintf(out, "  --%s%s%s%*s  %s", f->name, *ph ? " " : "", ph, pad, "",
-            f->help ? f->help : "");
+    fprintf(out, "  --%s%s%s%*s  %s", f->name, *ph ? " " : "", ph, pad, "", f->help ? f->help : "");
     bool has_range = cfg_has_range(f);
     if (f->def || has_range) {
         fputs(f->help && *f->help ? " (" : "(", out);
@@ -280,8 +275,7 @@ static void cfg_print_flag(FILE *out, const struct cfg_flag *f, size_t width)
     fputc('\n', out);
 }
 
-void cfg_print_help(FILE *out, const char *usage, const struct cfg_flag *flags,
-                    size_t n_flags)
+void cfg_print_help(FILE *out, const char *usage, const struct cfg_flag *flags, size_t n_flags)
 {
     if (usage)
         fprintf(out, "%s\n", usage);

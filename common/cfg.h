@@ -49,15 +49,13 @@ struct cfg_flag {
  * fit in a long long; doubles must be finite. Allocates nothing.
  */
 int cfg_parse(const struct cfg_flag *flags, size_t n_flags, void *opts, int argc, char **argv,
-              char **positional, int max_positional, int *n_positional, char *err,
-              size_t errlen);
+              char **positional, int max_positional, int *n_positional, char *err, size_t errlen);
 
 /*
  * cfg_print_help: writes `usage` on its own line, then one aligned line per flag:
  * "  --name VALUE  help (default: X; range [min, max])", VALUE being N for integers, X for
  * doubles, S for strings, the choices for enums, and nothing for booleans.
  */
-void cfg_print_help(FILE *out, const char *usage, const struct cfg_flag *flags,
-                    size_t n_flags);
+void cfg_print_help(FILE *out, const char *usage, const struct cfg_flag *flags, size_t n_flags);
 
 #endif

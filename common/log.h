@@ -26,10 +26,10 @@ int log_level_parse(const char *s, enum log_level *out);
 void log_write(enum log_level lvl, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define log_at(lvl, ...)                                                                   \
-    do {                                                                                   \
-        if ((lvl) <= log_config.level)                                                     \
-            log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                             \
+#define log_at(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if ((lvl) <= log_config.level)                                                             \
+            log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                                     \
     } while (0)
 #define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_at(LOG_WARN, __VA_ARGS__)

@@ -147,8 +147,8 @@ static int segs_push(struct tok_segs *o, size_t start, size_t end, int32_t token
     return 0;
 }
 
-int tok_added_split(const struct tokenizer *t, const struct tok_trie *trie, const char *s,
-                    size_t n, struct tok_segs *out)
+int tok_added_split(const struct tokenizer *t, const struct tok_trie *trie, const char *s, size_t n,
+                    struct tok_segs *out)
 {
     out->n = 0;
     size_t from = 0; /* HF's start_offset: end of the previous token */

@@ -58,8 +58,8 @@ int tok_strlist_push(struct tok_strlist *l, const char *s, size_t n)
 static int byte_token(const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEFabcdef";
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || !s[3] || !s[4] ||
-        !strchr(hex, s[3]) || !strchr(hex, s[4]))
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || !s[3] || !s[4] || !strchr(hex, s[3]) ||
+        !strchr(hex, s[4]))
         return -1;
     int hi = s[3] <= '9' ? s[3] - '0' : (s[3] | 0x20) - 'a' + 10;
     int lo = s[4] <= '9' ? s[4] - '0' : (s[4] | 0x20) - 'a' + 10;
@@ -311,8 +311,7 @@ bool tok_id_is_special(const struct tokenizer *t, int32_t id)
 }
 
 /* raw_replace: a Replace stage on raw bytes (only when they are UTF-8; else unchanged). */
-static int raw_replace(const struct tok_dec *d, struct tok_rx *rx, struct buf *cur,
-                       struct buf *tmp)
+static int raw_replace(const struct tok_dec *d, struct tok_rx *rx, struct buf *cur, struct buf *tmp)
 {
     if (!utf8_valid(cur->p, cur->n))
         return 0;

@@ -124,17 +124,16 @@ static int encode_segment(struct tok_enc *e, const char *s, size_t n, bool orig0
         return ERR_NOMEM;
     for (size_t i = 0; i < e->segs2.n; i++) {
         struct tok_seg g = e->segs2.v[i];
-        int rc = g.token >= 0 ? tok_ids_push(out, t->added[g.token].id)
-                              : encode_text(e, ns + g.start, g.end - g.start,
-                                            orig0 && g.start == 0, out);
+        int rc = g.token >= 0
+                     ? tok_ids_push(out, t->added[g.token].id)
+                     : encode_text(e, ns + g.start, g.end - g.start, orig0 && g.start == 0, out);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-int tok_encode(struct tok_enc *e, const char *text, size_t n, bool add_special,
-               struct tok_ids *out)
+int tok_encode(struct tok_enc *e, const char *text, size_t n, bool add_special, struct tok_ids *out)
 {
     const struct tokenizer *t = e->t;
     if (!utf8_valid(text, n)) {

@@ -170,8 +170,8 @@ struct tok_segs {
 
 /* tok_added_split: HF's AddedVocabulary::find_matches over s with the given trie: fills out
  * (cleared first) with text and token segments covering s. 0 or ERR_NOMEM. */
-int tok_added_split(const struct tokenizer *t, const struct tok_trie *trie, const char *s,
-                    size_t n, struct tok_segs *out);
+int tok_added_split(const struct tokenizer *t, const struct tok_trie *trie, const char *s, size_t n,
+                    struct tok_segs *out);
 
 /* ---- normalizers (tok_norm.c) ---- */
 
@@ -189,8 +189,8 @@ enum tok_norm_type {
 
 struct tok_norm {
     enum tok_norm_type type;
-    bool left, right;       /* Strip */
-    char *str;              /* Prepend: the prefix; Replace: the content */
+    bool left, right; /* Strip */
+    char *str;        /* Prepend: the prefix; Replace: the content */
     size_t str_n;
     struct tok_pattern pat; /* Replace */
 };
@@ -228,12 +228,12 @@ struct tok_pretok {
     enum tok_pretok_type type;
     enum tok_behavior behavior;
     bool invert;
-    struct tok_pattern pat;   /* Split, Whitespace, ByteLevel with use_regex */
-    bool add_prefix_space;    /* ByteLevel */
-    bool use_regex;           /* ByteLevel */
-    bool map_bytes;           /* ByteLevel: map to the byte alphabet here (false when last) */
-    uint32_t replacement;     /* Metaspace / CharDelimiterSplit: the character */
-    char rep[4];              /* its UTF-8 */
+    struct tok_pattern pat; /* Split, Whitespace, ByteLevel with use_regex */
+    bool add_prefix_space;  /* ByteLevel */
+    bool use_regex;         /* ByteLevel */
+    bool map_bytes;         /* ByteLevel: map to the byte alphabet here (false when last) */
+    uint32_t replacement;   /* Metaspace / CharDelimiterSplit: the character */
+    char rep[4];            /* its UTF-8 */
     size_t rep_n;
     enum tok_prepend prepend; /* Metaspace */
     bool split;               /* Metaspace */
@@ -288,10 +288,10 @@ enum tok_dec_type {
 
 struct tok_dec {
     enum tok_dec_type type;
-    uint32_t ch;   /* Strip: content; Metaspace: replacement */
-    size_t start, stop; /* Strip */
+    uint32_t ch;              /* Strip: content; Metaspace: replacement */
+    size_t start, stop;       /* Strip */
     enum tok_prepend prepend; /* Metaspace */
-    char *str;     /* Replace: content */
+    char *str;                /* Replace: content */
     size_t str_n;
     struct tok_pattern pat; /* Replace */
     bool one_char;          /* Replace: the pattern is one literal character */
@@ -351,15 +351,15 @@ struct tokenizer {
 
     struct tok_dec *decs;
     size_t n_decs;
-    bool has_decoder;        /* false: tokens are joined with " " */
+    bool has_decoder; /* false: tokens are joined with " " */
     /* incremental decoding plan (tok_stream.c) */
-    bool stream_fallback;    /* the chain is not decomposable: re-decode everything */
-    size_t stream_stages;    /* stages run on each window; a trailing Strip is left out */
-    int stream_strip;        /* index of that trailing Strip, -1 none */
-    bool stream_utf8_tail;   /* a window may only close at a complete UTF-8 character */
-    uint32_t *raw_tail;      /* [n_vocab]: last raw bytes of each token, (n << 24 | b0 b1 b2) */
+    bool stream_fallback;  /* the chain is not decomposable: re-decode everything */
+    size_t stream_stages;  /* stages run on each window; a trailing Strip is left out */
+    int stream_strip;      /* index of that trailing Strip, -1 none */
+    bool stream_utf8_tail; /* a window may only close at a complete UTF-8 character */
+    uint32_t *raw_tail;    /* [n_vocab]: last raw bytes of each token, (n << 24 | b0 b1 b2) */
 
-    int32_t n_vocab; /* max id + 1 */
+    int32_t n_vocab;           /* max id + 1 */
     struct tok_dec_entry *dec; /* [n_vocab] */
     char *dec_pool;
     size_t dec_pool_n;
@@ -405,7 +405,6 @@ int tok_pretokenize(struct tok_enc *e, const char *s, size_t n, bool orig0, int 
 /* tok_bpe_word: encodes one word with the BPE model, appending ids to out. bytelevel: the
  * word is raw bytes to be read through the byte-level alphabet. */
 int tok_bpe_word(struct tok_enc *e, const char *w, size_t n, bool bytelevel, struct tok_ids *out);
-
 
 /* The byte-level alphabet (GPT-2's bytes_to_unicode). */
 extern const uint16_t tok_byte_to_cp[256];

@@ -75,8 +75,7 @@ int tok_json_uint(struct tok_loader *L, const json_t *obj, const char *key, cons
         *out = def;
         return 0;
     }
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) > max)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
         return tok_json_fail(L, ERR_PARSE, path, "\"%s\" must be an integer in [0, %llu]", key,
                              (unsigned long long)max);
     *out = (uint64_t)json_integer_value(v);
@@ -183,7 +182,8 @@ static int scan_object(struct tok_loader *L, json_t *obj, size_t *pos, member_fn
         return syntax_error(L, i, "expected an object");
     for (i = skip_ws(s, n, i + 1); i < n && s[i] != '}';) {
         json_t *key;
-        int rc = s[i] == '"' ? parse_value(L, s, n, &i, &key) : syntax_error(L, i, "expected a key");
+        int rc =
+            s[i] == '"' ? parse_value(L, s, n, &i, &key) : syntax_error(L, i, "expected a key");
         if (rc)
             return rc;
         i = skip_ws(s, n, i);
@@ -225,8 +225,8 @@ static int model_member(struct tok_loader *L, json_t *obj, const char *key, size
     char c = *i < L->text_n ? L->text[*i] : 0;
     size_t len = c == '{' || c == '[' ? skip_container(L->text, L->text_n, *i) : 0;
     if (!len)
-        return tok_json_fail(L, ERR_PARSE, vocab ? "model.vocab" : "model.merges",
-                             "expected %s", vocab ? "an object" : "an array");
+        return tok_json_fail(L, ERR_PARSE, vocab ? "model.vocab" : "model.merges", "expected %s",
+                             vocab ? "an object" : "an array");
     *(vocab ? &L->vocab_n : &L->merges_n) = len;
     *(vocab ? &L->vocab_at : &L->merges_at) = *i;
     *i += len;
@@ -278,7 +278,8 @@ static int each_value(struct tok_loader *L, size_t at, size_t len, const char *p
     for (size_t k = 0; rc == 0 && i < end; k++) {
         json_t *key = NULL, *val = NULL;
         if (object) {
-            rc = s[i] == '"' ? parse_value(L, s, end, &i, &key) : syntax_error(L, i, "expected a key");
+            rc = s[i] == '"' ? parse_value(L, s, end, &i, &key)
+                             : syntax_error(L, i, "expected a key");
             i = skip_ws(s, end, i);
             if (rc == 0 && (i >= end || s[i] != ':'))
                 rc = syntax_error(L, i, "expected ':'");
@@ -343,8 +344,7 @@ static int call_element(struct tok_loader *L, void *ctx, size_t i, const json_t 
 }
 
 int tok_json_each_element(struct tok_loader *L, size_t at, size_t len, const char *path,
-                          int (*fn)(struct tok_loader *L, void *ctx, size_t i,
-                                    const json_t *value),
+                          int (*fn)(struct tok_loader *L, void *ctx, size_t i, const json_t *value),
                           void *ctx)
 {
     if (len < 2 || L->text[at] != '[')

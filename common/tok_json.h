@@ -40,8 +40,7 @@ int tok_json_each_member(struct tok_loader *L, size_t at, size_t len, const char
                          void *ctx);
 /* tok_json_each_element: the same for the elements of an array; fn gets the index. */
 int tok_json_each_element(struct tok_loader *L, size_t at, size_t len, const char *path,
-                          int (*fn)(struct tok_loader *L, void *ctx, size_t i,
-                                    const json_t *value),
+                          int (*fn)(struct tok_loader *L, void *ctx, size_t i, const json_t *value),
                           void *ctx);
 /* tok_json_count_elements: an upper bound on the elements of the array at text[at..). */
 size_t tok_json_count_elements(const struct tok_loader *L, size_t at, size_t len);

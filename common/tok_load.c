@@ -15,7 +15,7 @@
 #include "utf8.h"
 
 #define MAX_FILE_BYTES (512u << 20)
-#define MAX_ID ((1 << 24) - 1)    /* ids above this are refused (real vocabularies: < 300k) */
+#define MAX_ID ((1 << 24) - 1) /* ids above this are refused (real vocabularies: < 300k) */
 #define MAX_ADDED 65536
 
 /* ---- the BPE model ---- */
@@ -204,8 +204,11 @@ static int add_token(struct tok_loader *L, const struct added_in *in, int32_t *n
             return tok_json_fail(L, ERR_LIMIT, "added_tokens", "too many tokens");
         id = (*next_id)++;
     }
-    struct tok_added a = {.id = id, .special = in->special, .lstrip = in->lstrip,
-                          .rstrip = in->rstrip, .single_word = in->single_word,
+    struct tok_added a = {.id = id,
+                          .special = in->special,
+                          .lstrip = in->lstrip,
+                          .rstrip = in->rstrip,
+                          .single_word = in->single_word,
                           .normalized = in->normalized};
     a.content = tok_json_dup(in->content, in->n);
     a.content_n = in->n;
@@ -361,8 +364,7 @@ static int build_dec(struct tokenizer *t, const struct tok_strmap *special_set)
     int rc = 0;
     /* added tokens first (HF's simple_id_to_token), then the model's vocabulary */
     for (size_t k = 0; rc == 0 && k < t->n_added; k++)
-        rc = dec_set(t, &pool, t->added[k].id, t->added[k].match, t->added[k].match_n,
-                     special_set);
+        rc = dec_set(t, &pool, t->added[k].id, t->added[k].match, t->added[k].match_n, special_set);
     const struct tok_strmap *v = &t->bpe.vocab;
     for (uint32_t k = 0; rc == 0 && k < v->n; k++) {
         const struct tok_str_entry *e = &v->e[k];
@@ -431,8 +433,8 @@ int tok_load_json(const char *json, size_t n, const char *config, size_t config_
         json_t *cfg = json_loadb(config, config_n, JSON_ALLOW_NUL, &je);
         L.file = "tokenizer_config.json";
         if (!json_is_object(cfg))
-            rc = tok_json_fail(&L, ERR_PARSE, "(json)", "line %d column %d: %s", je.line,
-                               je.column, cfg ? "expected an object" : je.text);
+            rc = tok_json_fail(&L, ERR_PARSE, "(json)", "line %d column %d: %s", je.line, je.column,
+                               cfg ? "expected an object" : je.text);
         else
             load_config(t, cfg);
         json_decref(cfg);
@@ -487,8 +489,9 @@ int tok_load_dir(const char *dir, struct tokenizer **out, char *err, size_t errl
     int rc = read_file(path, MAX_FILE_BYTES, &json, &n);
     if (rc) {
         snprintf(err, errlen, "%s: %s", path,
-                 rc == ERR_NOTFOUND ? "no such file" : rc == ERR_LIMIT ? "file too large"
-                                                                       : strerror(errno));
+                 rc == ERR_NOTFOUND ? "no such file"
+                 : rc == ERR_LIMIT  ? "file too large"
+                                    : strerror(errno));
         return rc == ERR_NOTFOUND ? ERR_IO : rc;
     }
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);

@@ -86,9 +86,12 @@ int tok_load_normalizer(struct tok_loader *L, const json_t *j, const char *path)
     static const struct {
         const char *name;
         enum tok_norm_type type;
-    } simple[] = {{"NFC", TOK_NORM_NFC},          {"NFD", TOK_NORM_NFD},
-                  {"NFKC", TOK_NORM_NFKC},        {"NFKD", TOK_NORM_NFKD},
-                  {"Lowercase", TOK_NORM_LOWERCASE}, {"StripAccents", TOK_NORM_STRIP_ACCENTS}};
+    } simple[] = {{"NFC", TOK_NORM_NFC},
+                  {"NFD", TOK_NORM_NFD},
+                  {"NFKC", TOK_NORM_NFKC},
+                  {"NFKD", TOK_NORM_NFKD},
+                  {"Lowercase", TOK_NORM_LOWERCASE},
+                  {"StripAccents", TOK_NORM_STRIP_ACCENTS}};
     for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
         if (strcmp(type, simple[i].name) == 0) {
             nm->type = simple[i].type;
@@ -162,8 +165,8 @@ static int prepend_scheme(struct tok_loader *L, const json_t *j, const char *pat
     return 0;
 }
 
-static int pretok_fields(struct tok_loader *L, const json_t *j, const char *path,
-                         const char *type, struct tok_pretok *pt)
+static int pretok_fields(struct tok_loader *L, const json_t *j, const char *path, const char *type,
+                         struct tok_pretok *pt)
 {
     char msg[256];
     if (strcmp(type, "Split") == 0) {
@@ -181,7 +184,8 @@ static int pretok_fields(struct tok_loader *L, const json_t *j, const char *path
         pt->map_bytes = true;
         if (rc || !pt->use_regex)
             return rc;
-        rc = tok_pattern_compile(&pt->pat, GPT2_REGEX, sizeof GPT2_REGEX - 1, true, msg, sizeof msg);
+        rc =
+            tok_pattern_compile(&pt->pat, GPT2_REGEX, sizeof GPT2_REGEX - 1, true, msg, sizeof msg);
         return rc ? tok_json_fail(L, rc, path, "%s", msg) : 0;
     }
     if (strcmp(type, "Metaspace") == 0) {
@@ -205,8 +209,8 @@ static int pretok_fields(struct tok_loader *L, const json_t *j, const char *path
     }
     if (strcmp(type, "Whitespace") == 0) {
         pt->type = TOK_PRE_WHITESPACE;
-        int rc = tok_pattern_compile(&pt->pat, WHITESPACE_REGEX, sizeof WHITESPACE_REGEX - 1,
-                                     true, msg, sizeof msg);
+        int rc = tok_pattern_compile(&pt->pat, WHITESPACE_REGEX, sizeof WHITESPACE_REGEX - 1, true,
+                                     msg, sizeof msg);
         return rc ? tok_json_fail(L, rc, path, "%s", msg) : 0;
     }
     if (strcmp(type, "WhitespaceSplit") == 0 || strcmp(type, "BertPreTokenizer") == 0) {
@@ -265,13 +269,12 @@ static int template_special(struct tok_loader *L, const json_t *j, const char *n
     const json_t *st = json_object_get(json_object_get(j, "special_tokens"), name);
     const json_t *arr = json_object_get(st, "ids");
     if (!json_is_array(arr) || json_array_size(arr) > 64)
-        return tok_json_fail(L, ERR_PARSE, path, "special token \"%s\" has no ids in special_tokens",
-                             name);
+        return tok_json_fail(L, ERR_PARSE, path,
+                             "special token \"%s\" has no ids in special_tokens", name);
     *k = json_array_size(arr);
     for (size_t i = 0; i < *k; i++) {
         const json_t *v = json_array_get(arr, i);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > INT32_MAX)
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
             return tok_json_fail(L, ERR_PARSE, path, "special token \"%s\": bad id", name);
         ids[i] = (int32_t)json_integer_value(v);
     }
@@ -304,7 +307,8 @@ static int template_piece(struct tok_loader *L, const json_t *p, const char *pat
         *name = NULL;
         return 0;
     }
-    return tok_json_fail(L, ERR_PARSE, path, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
+    return tok_json_fail(L, ERR_PARSE, path,
+                         "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
 }
 
 static int load_template(struct tok_loader *L, const json_t *j, const char *path)
@@ -332,7 +336,8 @@ static int load_template(struct tok_loader *L, const json_t *j, const char *path
         size_t k = 0;
         if ((rc = template_special(L, j, name, path, ids, &k)))
             break;
-        rc = seen_a ? ids_append(&suf, &nsuf, ids, k, false) : ids_append(&pre, &npre, ids, k, false);
+        rc = seen_a ? ids_append(&suf, &nsuf, ids, k, false)
+                    : ids_append(&pre, &npre, ids, k, false);
     }
     /* a later processor wraps the output of the earlier ones */
     if (rc == 0)
@@ -386,14 +391,14 @@ int tok_load_post(struct tok_loader *L, const json_t *j, const char *path)
 
 /* ---- decoders ---- */
 
-static int decoder_fields(struct tok_loader *L, const json_t *j, const char *path,
-                          const char *type, struct tok_dec *d)
+static int decoder_fields(struct tok_loader *L, const json_t *j, const char *path, const char *type,
+                          struct tok_dec *d)
 {
     char enc[4];
     size_t n;
     if (strcmp(type, "ByteLevel") == 0 || strcmp(type, "ByteFallback") == 0 ||
         strcmp(type, "Fuse") == 0) {
-        d->type = type[0] == 'F' ? TOK_DEC_FUSE
+        d->type = type[0] == 'F'   ? TOK_DEC_FUSE
                   : type[4] == 'L' ? TOK_DEC_BYTELEVEL
                                    : TOK_DEC_BYTE_FALLBACK;
         return 0;

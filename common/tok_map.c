@@ -126,8 +126,8 @@ int tok_strmap_put(struct tok_strmap *m, const char *s, size_t n, int32_t id)
         return ERR_NOMEM;
     memcpy(m->pool + m->pool_n, s, n);
     m->pool[m->pool_n + n] = 0;
-    m->e[m->n] = (struct tok_str_entry){(uint32_t)m->pool_n, (uint32_t)n, id,
-                                        (uint32_t)tok_hash(s, n)};
+    m->e[m->n] =
+        (struct tok_str_entry){(uint32_t)m->pool_n, (uint32_t)n, id, (uint32_t)tok_hash(s, n)};
     m->pool_n += n + 1;
     m->n++;
     if (!m->slots || m->n * 2u > m->mask + 1u)

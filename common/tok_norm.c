@@ -23,8 +23,8 @@ static int unicode_form(enum tok_norm_type type, const char *s, size_t n, struct
     if (n == 0)
         return 0;
     utf8proc_uint8_t *dst = NULL;
-    utf8proc_ssize_t len =
-        utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, (utf8proc_option_t)opt);
+    utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst,
+                                        (utf8proc_option_t)opt);
     if (len < 0)
         return len == UTF8PROC_ERROR_NOMEM ? ERR_NOMEM : ERR_INVAL;
     int rc = buf_append(out, dst, (size_t)len);

@@ -229,8 +229,7 @@ static int run_stage(struct stage_io *io, const struct tok_pretok *pt)
     int rc = 0;
     switch (pt->type) {
     case TOK_PRE_SPLIT: return split_stage(io, &pt->pat, 0, 0, pt->behavior, pt->invert);
-    case TOK_PRE_WHITESPACE:
-        return split_stage(io, &pt->pat, 0, 0, TOK_SPLIT_REMOVED, true);
+    case TOK_PRE_WHITESPACE: return split_stage(io, &pt->pat, 0, 0, TOK_SPLIT_REMOVED, true);
     case TOK_PRE_WHITESPACE_SPLIT:
         return split_stage(io, NULL, PRED_WHITESPACE, 0, TOK_SPLIT_REMOVED, false);
     case TOK_PRE_CHAR_DELIMITER:

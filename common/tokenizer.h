@@ -103,16 +103,16 @@ int tok_id_to_bytes(const struct tokenizer *t, int32_t id, struct buf *out);
 struct tok_stream {
     const struct tokenizer *t;
     bool skip_special;
-    bool started;         /* a window was closed: later windows are not the text's start */
-    struct tok_ids win;   /* the ids of the open window (unknown and skipped ids left out) */
-    uint8_t tail[3];      /* the last raw bytes of the window, to find an open character */
+    bool started;       /* a window was closed: later windows are not the text's start */
+    struct tok_ids win; /* the ids of the open window (unknown and skipped ids left out) */
+    uint8_t tail[3];    /* the last raw bytes of the window, to find an open character */
     size_t tail_n;
-    size_t strip_left;    /* trailing Strip decoder: leading characters still to drop */
-    struct buf held;      /* trailing Strip decoder: trailing characters held back */
-    struct buf text;      /* scratch */
-    struct tok_ids all;   /* fallback plan only: every id so far */
-    size_t emitted;       /* fallback plan only: bytes of the decode already returned */
-    void *scratch;        /* decoder scratch (string lists, regex state) */
+    size_t strip_left;  /* trailing Strip decoder: leading characters still to drop */
+    struct buf held;    /* trailing Strip decoder: trailing characters held back */
+    struct buf text;    /* scratch */
+    struct tok_ids all; /* fallback plan only: every id so far */
+    size_t emitted;     /* fallback plan only: bytes of the decode already returned */
+    void *scratch;      /* decoder scratch (string lists, regex state) */
 };
 
 /* tok_stream_init: 0 or ERR_NOMEM. Free with tok_stream_deinit. */

@@ -37,9 +37,9 @@ size_t utf8_incomplete_tail(const char *s, size_t n);
 size_t utf8_count(const char *s, size_t n);
 
 /* Unicode predicates on code points. */
-bool uc_is_white_space(uint32_t cp);  /* the White_Space property (Rust char::is_whitespace) */
-bool uc_is_numeric(uint32_t cp);      /* general category N* (Rust char::is_numeric) */
-bool uc_is_punctuation(uint32_t cp);  /* category P*, or ASCII punctuation */
-bool uc_is_word(uint32_t cp);         /* a regex \w character: Alphabetic, M*, Nd, Pc, Join_Control */
+bool uc_is_white_space(uint32_t cp); /* the White_Space property (Rust char::is_whitespace) */
+bool uc_is_numeric(uint32_t cp);     /* general category N* (Rust char::is_numeric) */
+bool uc_is_punctuation(uint32_t cp); /* category P*, or ASCII punctuation */
+bool uc_is_word(uint32_t cp); /* a regex \w character: Alphabetic, M*, Nd, Pc, Join_Control */
 
 #endif

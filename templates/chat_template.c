@@ -37,7 +37,8 @@ int chat_templates_load_config(struct chat_templates *ct, const json_t *config, 
         const char *name = json_string_value(json_object_get(e, "name"));
         const json_t *src = json_object_get(e, "template");
         if (!name || !json_is_string(src)) {
-            snprintf(err, errlen, "chat_template[%zu]: expected {\"name\": ..., \"template\": ...}", i);
+            snprintf(err, errlen, "chat_template[%zu]: expected {\"name\": ..., \"template\": ...}",
+                     i);
             rc = ERR_PARSE;
         } else if (strcmp(name, "default") == 0 && !ct->def) {
             rc = compile_named(&ct->def, src, name, err, errlen);
@@ -50,8 +51,7 @@ int chat_templates_load_config(struct chat_templates *ct, const json_t *config, 
     return rc;
 }
 
-int chat_templates_load_file(struct chat_templates *ct, const char *path, char *err,
-                             size_t errlen)
+int chat_templates_load_file(struct chat_templates *ct, const char *path, char *err, size_t errlen)
 {
     memset(ct, 0, sizeof *ct);
     FILE *f = fopen(path, "rb");
@@ -130,8 +130,8 @@ static int parse_arguments(json_t *msg, char *err, size_t errlen, size_t i)
         if (!json_is_string(args))
             continue;
         json_error_t je;
-        json_t *parsed = json_loadb(json_string_value(args), json_string_length(args),
-                                    JSON_DECODE_ANY, &je);
+        json_t *parsed =
+            json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY, &je);
         if (!parsed) {
             snprintf(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments: not JSON: %s",
                      i, k, je.text);
@@ -187,8 +187,9 @@ static int trim_to_final(const json_t *messages, struct buf *out, size_t start, 
         }
     }
     if (!json_is_string(c)) {
-        snprintf(err, errlen, "continue_final_message is set but we could not find any text to "
-                              "continue in the final message!");
+        snprintf(err, errlen,
+                 "continue_final_message is set but we could not find any text to "
+                 "continue in the final message!");
         return ERR_INVAL;
     }
     const char *m = json_string_value(c);
@@ -205,8 +206,9 @@ static int trim_to_final(const json_t *messages, struct buf *out, size_t start, 
             break;
         }
     if (!hit) {
-        snprintf(err, errlen, "continue_final_message is set but the final message does not "
-                              "appear in the chat after applying the chat template!");
+        snprintf(err, errlen,
+                 "continue_final_message is set but the final message does not "
+                 "appear in the chat after applying the chat template!");
         return ERR_INVAL;
     }
     size_t loc = (size_t)(hit - out->p), keep = n - a; /* len(final_message.lstrip()) */
@@ -224,8 +226,9 @@ int chat_template_render(const struct jinja_template *t, const struct chat_input
                          size_t errlen)
 {
     if (in->add_generation_prompt && in->continue_final_message) {
-        snprintf(err, errlen, "continue_final_message and add_generation_prompt are not "
-                              "compatible");
+        snprintf(err, errlen,
+                 "continue_final_message and add_generation_prompt are not "
+                 "compatible");
         return ERR_INVAL;
     }
     json_t *msgs = NULL, *vars = json_object();
@@ -237,12 +240,15 @@ int chat_template_render(const struct jinja_template *t, const struct chat_input
     const char *k;
     json_t *v;
     if (rc == 0 && in->extra)
-        json_object_foreach((json_t *)in->extra, k, v)
-            json_object_set(vars, k, v);
-    if (rc == 0 && (json_object_set(vars, "messages", msgs) ||
-                    json_object_set_new(vars, "tools", in->tools ? json_incref((json_t *)in->tools) : json_null()) ||
-                    json_object_set_new(vars, "documents", in->documents ? json_incref((json_t *)in->documents) : json_null()) ||
-                    json_object_set_new(vars, "add_generation_prompt", json_boolean(in->add_generation_prompt))))
+        json_object_foreach((json_t *)in->extra, k, v) json_object_set(vars, k, v);
+    if (rc == 0 &&
+        (json_object_set(vars, "messages", msgs) ||
+         json_object_set_new(vars, "tools",
+                             in->tools ? json_incref((json_t *)in->tools) : json_null()) ||
+         json_object_set_new(vars, "documents",
+                             in->documents ? json_incref((json_t *)in->documents) : json_null()) ||
+         json_object_set_new(vars, "add_generation_prompt",
+                             json_boolean(in->add_generation_prompt))))
         rc = ERR_NOMEM;
     size_t start = out->n;
     if (rc == 0)

@@ -31,8 +31,7 @@ struct chat_templates {
 int chat_templates_load_config(struct chat_templates *ct, const struct json_t *config, char *err,
                                size_t errlen);
 /* chat_templates_load_file: compiles a template file (--chat-template) as the default. */
-int chat_templates_load_file(struct chat_templates *ct, const char *path, char *err,
-                             size_t errlen);
+int chat_templates_load_file(struct chat_templates *ct, const char *path, char *err, size_t errlen);
 void chat_templates_deinit(struct chat_templates *ct);
 /* chat_templates_pick: the template for a request (tool_use when tools and it exists). */
 const struct jinja_template *chat_templates_pick(const struct chat_templates *ct, bool has_tools);
@@ -42,10 +41,10 @@ struct chat_input {
     const struct json_t *tools;     /* array, or NULL (passed as None) */
     const struct json_t *documents; /* array, or NULL (passed as None) */
     bool add_generation_prompt;
-    bool continue_final_message;    /* end the prompt inside the last (assistant) message */
-    const struct json_t *extra;     /* object: bos_token, eos_token, chat_template_kwargs...; or NULL */
-    const char *now;                /* fixed clock for strftime_now, or NULL */
-    bool normalize;                 /* vLLM's message normalization (see the header) */
+    bool continue_final_message; /* end the prompt inside the last (assistant) message */
+    const struct json_t *extra; /* object: bos_token, eos_token, chat_template_kwargs...; or NULL */
+    const char *now;            /* fixed clock for strftime_now, or NULL */
+    bool normalize;             /* vLLM's message normalization (see the header) */
 };
 
 /* chat_template_render: renders the prompt into out. Returns 0; ERR_INVAL with the

@@ -10,8 +10,7 @@
 
 #define MAX_TEMPLATE_BYTES (4u << 20)
 
-int jinja_compile(const char *src, size_t n, struct jinja_template **out, char *err,
-                  size_t errlen)
+int jinja_compile(const char *src, size_t n, struct jinja_template **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (err && errlen)

@@ -26,15 +26,14 @@ struct json_t;
 
 /* jinja_compile: compiles src[0..n). Returns 0 and *out (free with jinja_free), or
  * ERR_PARSE (err holds the TemplateSyntaxError with its line), ERR_LIMIT, ERR_NOMEM. */
-int jinja_compile(const char *src, size_t n, struct jinja_template **out, char *err,
-                  size_t errlen);
+int jinja_compile(const char *src, size_t n, struct jinja_template **out, char *err, size_t errlen);
 void jinja_free(struct jinja_template *t);
 
 struct jinja_limits {
-    size_t max_output;   /* bytes of output (0: 16 MiB) */
-    size_t max_memory;   /* bytes of values (0: 64 MiB) */
-    uint64_t max_steps;  /* evaluation steps (0: 10 million) */
-    int max_depth;       /* nesting of calls, values and expressions (0: 200) */
+    size_t max_output;  /* bytes of output (0: 16 MiB) */
+    size_t max_memory;  /* bytes of values (0: 64 MiB) */
+    uint64_t max_steps; /* evaluation steps (0: 10 million) */
+    int max_depth;      /* nesting of calls, values and expressions (0: 200) */
 };
 
 /* jinja_render: renders t with the variables of vars (a JSON object: each key is a

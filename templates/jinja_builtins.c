@@ -143,7 +143,8 @@ static int sorted_list(struct jinja_rt *rt, struct jv items, const struct jv *at
 {
     size_t n = items.u.l->n;
     struct jv *keys = jinja_alloc(rt, (n + 1) * sizeof *keys);
-    size_t *idx = jinja_alloc(rt, (n + 1) * sizeof *idx), *tmp = jinja_alloc(rt, (n + 1) * sizeof *tmp);
+    size_t *idx = jinja_alloc(rt, (n + 1) * sizeof *idx),
+           *tmp = jinja_alloc(rt, (n + 1) * sizeof *tmp);
     if (!keys || !idx || !tmp)
         return jinja_oom(rt);
     int rc = 0;
@@ -297,7 +298,8 @@ static int f_tojson(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
     }
     char isep[32] = "", ksep[32] = "";
     if (seps && seps->type == JV_LIST && seps->u.l->n == 2 && seps->u.l->v[0].type == JV_STR &&
-        seps->u.l->v[1].type == JV_STR && seps->u.l->v[0].u.s.n < 32 && seps->u.l->v[1].u.s.n < 32) {
+        seps->u.l->v[1].type == JV_STR && seps->u.l->v[0].u.s.n < 32 &&
+        seps->u.l->v[1].u.s.n < 32) {
         memcpy(isep, seps->u.l->v[0].u.s.p, seps->u.l->v[0].u.s.n);
         memcpy(ksep, seps->u.l->v[1].u.s.p, seps->u.l->v[1].u.s.n);
         o.item_sep = isep;
@@ -427,9 +429,7 @@ static int f_int(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv *
     switch (in.type) {
     case JV_INT: *out = in; return 0;
     case JV_BOOL: *out = jv_int(in.u.b); return 0;
-    case JV_FLOAT:
-        *out = isfinite(in.u.f) ? jv_int((int64_t)in.u.f) : jv_int(def);
-        return 0;
+    case JV_FLOAT: *out = isfinite(in.u.f) ? jv_int((int64_t)in.u.f) : jv_int(def); return 0;
     case JV_STR: {
         char tmp[128];
         struct jv t = pystr_strip(in, NULL, true, true);
@@ -495,7 +495,8 @@ static int f_round(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv
     if (rc)
         return rc;
     if (in.type != JV_FLOAT && in.type != JV_INT && in.type != JV_BOOL)
-        return jinja_fail(rt, "TypeError", "type %s doesn't define __round__ method", jv_type_name(&in));
+        return jinja_fail(rt, "TypeError", "type %s doesn't define __round__ method",
+                          jv_type_name(&in));
     double x = in.type == JV_FLOAT ? in.u.f : in.type == JV_INT ? (double)in.u.i : in.u.b;
     double m = pow(10.0, (double)prec);
     if (method.u.s.n == 4 && memcmp(method.u.s.p, "ceil", 4) == 0) {
@@ -580,7 +581,8 @@ static int f_sum(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv *
         struct jv it;
         if ((rc = attr_get(rt, l.u.l->v[i], attr, &it)) == 0) {
             if (it.type == JV_STR)
-                return jinja_fail(rt, "TypeError", "unsupported operand type(s) for +: '%s' and 'str'",
+                return jinja_fail(rt, "TypeError",
+                                  "unsupported operand type(s) for +: '%s' and 'str'",
                                   jv_type_name(&acc));
             rc = jinja_binop(rt, OP_ADD, acc, it, &acc);
         }
@@ -667,7 +669,8 @@ static int f_dictsort(struct jinja_rt *rt, struct jv in, struct jargs *a, struct
         rc = jinja_fail(rt, "TypeError", "dictsort needs a mapping");
     bool value = rc == 0 && by.u.s.n == 5 && memcmp(by.u.s.p, "value", 5) == 0;
     if (rc == 0 && !value && !(by.u.s.n == 3 && memcmp(by.u.s.p, "key", 3) == 0))
-        rc = jinja_fail(rt, "FilterArgumentError", "You can only sort by either \"key\" or \"value\"");
+        rc = jinja_fail(rt, "FilterArgumentError",
+                        "You can only sort by either \"key\" or \"value\"");
     if (rc == 0)
         rc = items_list(rt, in.u.d, &items);
     struct jv pos = jv_int(value ? 1 : 0);
@@ -820,8 +823,12 @@ static int f_escape(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
     buf_init(&b, rt->max_out);
     for (size_t i = 0; rc == 0 && i < s.u.s.n; i++) {
         char c = s.u.s.p[i];
-        const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;"
-                        : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
+        const char *e = c == '&'    ? "&amp;"
+                        : c == '<'  ? "&lt;"
+                        : c == '>'  ? "&gt;"
+                        : c == '"'  ? "&#34;"
+                        : c == '\'' ? "&#39;"
+                                    : NULL;
         rc = e ? buf_append_str(&b, e) : buf_append_byte(&b, c);
     }
     if (rc == 0)
@@ -874,7 +881,8 @@ static int f_truncate(struct jinja_rt *rt, struct jv in, struct jargs *a, struct
         rc = jv_as_str(rt, &in, &s);
     if (rc)
         return rc;
-    int64_t len = (int64_t)utf8_count(s.u.s.p, s.u.s.n), elen = (int64_t)utf8_count(end.u.s.p, end.u.s.n);
+    int64_t len = (int64_t)utf8_count(s.u.s.p, s.u.s.n),
+            elen = (int64_t)utf8_count(end.u.s.p, end.u.s.n);
     if (length < elen)
         return jinja_fail(rt, "AssertionError", "expected length >= %lld, got %lld",
                           (long long)elen, (long long)length);
@@ -908,7 +916,8 @@ static int f_format(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
     if (rc)
         return rc;
     if (a->npos && a->nkw)
-        return jinja_fail(rt, "FilterArgumentError", "can't handle positional and keyword arguments at the same time");
+        return jinja_fail(rt, "FilterArgumentError",
+                          "can't handle positional and keyword arguments at the same time");
     if (a->nkw) {
         rc = jv_dict_new(rt, a->nkw, &args);
         for (size_t i = 0; rc == 0 && i < a->nkw; i++)
@@ -950,6 +959,7 @@ static int f_pprint(struct jinja_rt *rt, struct jv in, struct jargs *a, struct j
     return rc;
 }
 
+/* clang-format off */
 static const struct {
     const char *name;
     filter_fn fn;
@@ -970,6 +980,7 @@ static const struct {
     {"tojson", f_tojson},   {"trim", f_trim},         {"truncate", f_truncate},
     {"unique", f_unique},   {"upper", f_upper},       {"wordcount", f_wordcount},
 };
+/* clang-format on */
 
 int jinja_filter_id(const char *s, size_t n)
 {
@@ -979,8 +990,7 @@ int jinja_filter_id(const char *s, size_t n)
     return -1;
 }
 
-int jinja_call_filter(struct jinja_rt *rt, int id, struct jv in, struct jargs *args,
-                      struct jv *out)
+int jinja_call_filter(struct jinja_rt *rt, int id, struct jv in, struct jargs *args, struct jv *out)
 {
     if (id < 0 || (size_t)id >= sizeof FILTERS / sizeof *FILTERS)
         return jinja_fail(rt, "TemplateRuntimeError", "no such filter");
@@ -991,14 +1001,14 @@ int jinja_call_filter(struct jinja_rt *rt, int id, struct jv in, struct jargs *a
 
 typedef int (*test_fn)(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out);
 
-#define SIMPLE_TEST(name, expr)                                                                \
-    static int name(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out)             \
-    {                                                                                          \
-        (void)rt;                                                                              \
-        (void)a;                                                                               \
-        (void)in;                                                                              \
-        *out = (expr);                                                                         \
-        return 0;                                                                              \
+#define SIMPLE_TEST(name, expr)                                                                    \
+    static int name(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out)                 \
+    {                                                                                              \
+        (void)rt;                                                                                  \
+        (void)a;                                                                                   \
+        (void)in;                                                                                  \
+        *out = (expr);                                                                             \
+        return 0;                                                                                  \
     }
 
 SIMPLE_TEST(t_defined, in.type != JV_UNDEF)
@@ -1014,8 +1024,8 @@ SIMPLE_TEST(t_string, in.type == JV_STR)
 SIMPLE_TEST(t_mapping, in.type == JV_DICT)
 SIMPLE_TEST(t_iterable, in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
                             in.type == JV_UNDEF || in.type == JV_LOOP)
-SIMPLE_TEST(t_sequence, in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT ||
-                            in.type == JV_UNDEF)
+SIMPLE_TEST(t_sequence,
+            in.type == JV_STR || in.type == JV_LIST || in.type == JV_DICT || in.type == JV_UNDEF)
 SIMPLE_TEST(t_callable, in.type == JV_MACRO || in.type == JV_FUNC || in.type == JV_JOINER ||
                             (in.type == JV_LOOP && in.u.loop->node && in.u.loop->node->flag))
 SIMPLE_TEST(t_escaped, false)
@@ -1077,14 +1087,17 @@ static int t_cmp(struct jinja_rt *rt, struct jv in, struct jargs *a, int op, boo
     const char *sym = op == OP_LT ? "<" : op == OP_LTEQ ? "<=" : op == OP_GT ? ">" : ">=";
     int rc = jv_cmp(rt, &in, o, sym, &r);
     *out = rc == 0 && r != 2 &&
-           (op == OP_LT ? r < 0 : op == OP_LTEQ ? r <= 0 : op == OP_GT ? r > 0 : r >= 0);
+           (op == OP_LT     ? r < 0
+            : op == OP_LTEQ ? r <= 0
+            : op == OP_GT   ? r > 0
+                            : r >= 0);
     return rc;
 }
 
-#define CMP_TEST(name, op)                                                                     \
-    static int name(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out)             \
-    {                                                                                          \
-        return t_cmp(rt, in, a, op, out);                                                      \
+#define CMP_TEST(name, op)                                                                         \
+    static int name(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out)                 \
+    {                                                                                              \
+        return t_cmp(rt, in, a, op, out);                                                          \
     }
 CMP_TEST(t_eq, OP_EQ)
 CMP_TEST(t_ne, OP_NE)
@@ -1149,6 +1162,7 @@ static int t_test(struct jinja_rt *rt, struct jv in, struct jargs *a, bool *out)
     return t_filter_test(rt, in, a, out, false);
 }
 
+/* clang-format off */
 static const struct {
     const char *name;
     test_fn fn;
@@ -1164,6 +1178,7 @@ static const struct {
     {"string", t_string}, {"test", t_test}, {"true", t_true}, {"undefined", t_undefined},
     {"upper", t_upper},
 };
+/* clang-format on */
 
 int jinja_test_id(const char *s, size_t n)
 {
@@ -1198,8 +1213,10 @@ static int g_range(struct jinja_rt *rt, struct jargs *a, struct jv *out)
     int64_t n = v[2] > 0 ? (v[1] > v[0] ? (v[1] - v[0] + v[2] - 1) / v[2] : 0)
                          : (v[0] > v[1] ? (v[0] - v[1] - v[2] - 1) / -v[2] : 0);
     if (n > MAX_RANGE)
-        return jinja_fail(rt, "OverflowError", "Range too big. The sandbox blocks ranges larger "
-                                               "than MAX_RANGE (%d).", MAX_RANGE);
+        return jinja_fail(rt, "OverflowError",
+                          "Range too big. The sandbox blocks ranges larger "
+                          "than MAX_RANGE (%d).",
+                          MAX_RANGE);
     int rc = jv_list_new(rt, (size_t)n, out);
     for (int64_t i = 0; rc == 0 && i < n; i++)
         rc = jv_list_push(rt, out->u.l, jv_int(v[0] + i * v[2]));
@@ -1280,8 +1297,8 @@ static int g_strftime(struct jinja_rt *rt, struct jargs *a, struct jv *out)
 
 int jinja_global_id(const char *s, size_t n)
 {
-    static const char *const names[G_COUNT_] = {"range",   "namespace",      "dict",
-                                                "cycler",  "joiner",         "raise_exception",
+    static const char *const names[G_COUNT_] = {"range",        "namespace", "dict",
+                                                "cycler",       "joiner",    "raise_exception",
                                                 "strftime_now", "lipsum"};
     for (int i = 0; i < G_COUNT_; i++)
         if (strlen(names[i]) == n && memcmp(names[i], s, n) == 0)
@@ -1317,9 +1334,18 @@ static int m_strip_common(struct jinja_rt *rt, struct jv self, struct jargs *a, 
     return 0;
 }
 
-static int m_strip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_strip_common(rt, s, a, true, true, o); }
-static int m_lstrip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_strip_common(rt, s, a, true, false, o); }
-static int m_rstrip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_strip_common(rt, s, a, false, true, o); }
+static int m_strip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_strip_common(rt, s, a, true, true, o);
+}
+static int m_lstrip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_strip_common(rt, s, a, true, false, o);
+}
+static int m_rstrip(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_strip_common(rt, s, a, false, true, o);
+}
 
 static int m_split_common(struct jinja_rt *rt, struct jv self, struct jargs *a, bool right,
                           struct jv *out)
@@ -1329,8 +1355,14 @@ static int m_split_common(struct jinja_rt *rt, struct jv self, struct jargs *a, 
     return rc ? rc : pystr_split(rt, self, arg(a, 0, "sep"), maxsplit, right, out);
 }
 
-static int m_split(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_split_common(rt, s, a, false, o); }
-static int m_rsplit(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_split_common(rt, s, a, true, o); }
+static int m_split(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_split_common(rt, s, a, false, o);
+}
+static int m_rsplit(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_split_common(rt, s, a, true, o);
+}
 
 static int m_splitlines(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
 {
@@ -1342,11 +1374,31 @@ static int m_case(struct jinja_rt *rt, struct jv s, enum pystr_case how, struct 
     return pystr_case(rt, s, how, o);
 }
 
-static int m_upper(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { (void)a; return m_case(rt, s, PY_UPPER, o); }
-static int m_lower(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { (void)a; return m_case(rt, s, PY_LOWER, o); }
-static int m_title(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { (void)a; return m_case(rt, s, PY_TITLE, o); }
-static int m_capitalize(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { (void)a; return m_case(rt, s, PY_CAPITALIZE, o); }
-static int m_swapcase(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { (void)a; return m_case(rt, s, PY_SWAPCASE, o); }
+static int m_upper(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_case(rt, s, PY_UPPER, o);
+}
+static int m_lower(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_case(rt, s, PY_LOWER, o);
+}
+static int m_title(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_case(rt, s, PY_TITLE, o);
+}
+static int m_capitalize(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_case(rt, s, PY_CAPITALIZE, o);
+}
+static int m_swapcase(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_case(rt, s, PY_SWAPCASE, o);
+}
 
 /* affix_match: str.startswith / endswith with a str or a tuple of str. */
 static int m_affix(struct jinja_rt *rt, struct jv s, struct jargs *a, bool end, struct jv *out)
@@ -1369,8 +1421,14 @@ static int m_affix(struct jinja_rt *rt, struct jv s, struct jargs *a, bool end, 
     return 0;
 }
 
-static int m_startswith(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_affix(rt, s, a, false, o); }
-static int m_endswith(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_affix(rt, s, a, true, o); }
+static int m_startswith(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_affix(rt, s, a, false, o);
+}
+static int m_endswith(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_affix(rt, s, a, true, o);
+}
 
 static int m_find_common(struct jinja_rt *rt, struct jv s, struct jargs *a, bool right, bool raise,
                          struct jv *out)
@@ -1386,10 +1444,22 @@ static int m_find_common(struct jinja_rt *rt, struct jv s, struct jargs *a, bool
     return 0;
 }
 
-static int m_find(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_find_common(rt, s, a, false, false, o); }
-static int m_rfind(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_find_common(rt, s, a, true, false, o); }
-static int m_index_str(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_find_common(rt, s, a, false, true, o); }
-static int m_rindex(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_find_common(rt, s, a, true, true, o); }
+static int m_find(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_find_common(rt, s, a, false, false, o);
+}
+static int m_rfind(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_find_common(rt, s, a, true, false, o);
+}
+static int m_index_str(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_find_common(rt, s, a, false, true, o);
+}
+static int m_rindex(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_find_common(rt, s, a, true, true, o);
+}
 
 static int m_count_str(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *out)
 {
@@ -1425,13 +1495,13 @@ static int m_format(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv
     return jinja_str_format(rt, s, a, out);
 }
 
-#define IS_METHOD(name, what)                                                                  \
-    static int name(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *out)         \
-    {                                                                                          \
-        (void)rt;                                                                              \
-        (void)a;                                                                               \
-        *out = jv_bool(pystr_is(s, what));                                                     \
-        return 0;                                                                              \
+#define IS_METHOD(name, what)                                                                      \
+    static int name(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *out)             \
+    {                                                                                              \
+        (void)rt;                                                                                  \
+        (void)a;                                                                                   \
+        *out = jv_bool(pystr_is(s, what));                                                         \
+        return 0;                                                                                  \
     }
 IS_METHOD(m_isdigit, 'd')
 IS_METHOD(m_isalpha, 'a')
@@ -1447,11 +1517,21 @@ static int m_pad(struct jinja_rt *rt, struct jv s, struct jargs *a, char where, 
     return rc ? rc : pystr_pad(rt, s, w, where, out);
 }
 
-static int m_center(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_pad(rt, s, a, 'c', o); }
-static int m_ljust(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_pad(rt, s, a, 'l', o); }
-static int m_rjust(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_pad(rt, s, a, 'r', o); }
+static int m_center(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_pad(rt, s, a, 'c', o);
+}
+static int m_ljust(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_pad(rt, s, a, 'l', o);
+}
+static int m_rjust(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_pad(rt, s, a, 'r', o);
+}
 
-static int m_removeaffix(struct jinja_rt *rt, struct jv s, struct jargs *a, bool suffix, struct jv *out)
+static int m_removeaffix(struct jinja_rt *rt, struct jv s, struct jargs *a, bool suffix,
+                         struct jv *out)
 {
     const struct jv *x = arg(a, 0, NULL);
     int rc = x ? need_str(rt, x, "argument") : jinja_fail(rt, "TypeError", "missing argument");
@@ -1463,8 +1543,14 @@ static int m_removeaffix(struct jinja_rt *rt, struct jv s, struct jargs *a, bool
     return 0;
 }
 
-static int m_removeprefix(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_removeaffix(rt, s, a, false, o); }
-static int m_removesuffix(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o) { return m_removeaffix(rt, s, a, true, o); }
+static int m_removeprefix(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_removeaffix(rt, s, a, false, o);
+}
+static int m_removesuffix(struct jinja_rt *rt, struct jv s, struct jargs *a, struct jv *o)
+{
+    return m_removeaffix(rt, s, a, true, o);
+}
 
 /* dict */
 
@@ -1494,8 +1580,16 @@ static int m_keys_values(struct jinja_rt *rt, struct jv d, bool values, struct j
     return rc;
 }
 
-static int m_keys(struct jinja_rt *rt, struct jv d, struct jargs *a, struct jv *o) { (void)a; return m_keys_values(rt, d, false, o); }
-static int m_values(struct jinja_rt *rt, struct jv d, struct jargs *a, struct jv *o) { (void)a; return m_keys_values(rt, d, true, o); }
+static int m_keys(struct jinja_rt *rt, struct jv d, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_keys_values(rt, d, false, o);
+}
+static int m_values(struct jinja_rt *rt, struct jv d, struct jargs *a, struct jv *o)
+{
+    (void)a;
+    return m_keys_values(rt, d, true, o);
+}
 
 static int m_copy(struct jinja_rt *rt, struct jv v, struct jargs *a, struct jv *out)
 {
@@ -1576,6 +1670,7 @@ static int m_reset(struct jinja_rt *rt, struct jv c, struct jargs *a, struct jv 
     return 0;
 }
 
+/* clang-format off */
 static const struct {
     uint8_t type;
     uint8_t len;
@@ -1607,6 +1702,7 @@ static const struct {
     M(JV_CYCLER, "next", m_next), M(JV_CYCLER, "reset", m_reset),
 #undef M
 };
+/* clang-format on */
 
 bool jinja_is_method_name(const char *s, size_t n)
 {

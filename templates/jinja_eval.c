@@ -136,12 +136,15 @@ static int eval_args(struct eval *E, struct jscope *sc, const struct jnode *n, s
         return rc;
     size_t np = n->n + (n->b ? star.u.l->n : 0), nk = n->n2 + (n->c ? dstar.u.d->n : 0);
     *a = (struct jargs){0};
-    a->pos = jinja_alloc(rt, (np + 1) * sizeof *a->pos);
-    a->kw = jinja_alloc(rt, (nk + 1) * sizeof *a->kw);
-    a->names = jinja_alloc(rt, (nk + 1) * sizeof *a->names);
-    a->lens = jinja_alloc(rt, (nk + 1) * sizeof *a->lens);
-    if (!a->pos || !a->kw || !a->names || !a->lens)
+    /* one allocation: the positional values, the keyword values, names and lengths */
+    char *block = jinja_alloc(rt, (np + nk + 2) * sizeof(struct jv) +
+                                      (nk + 1) * (sizeof *a->names + sizeof *a->lens));
+    if (!block)
         return jinja_oom(rt);
+    a->pos = (struct jv *)block;
+    a->kw = a->pos + np + 1;
+    a->names = (const char **)(a->kw + nk + 1);
+    a->lens = (size_t *)(a->names + nk + 1);
     for (size_t i = 0; rc == 0 && i < n->n; i++)
         rc = eval_expr(E, sc, n->items[i], &a->pos[a->npos++]);
     for (size_t i = 0; rc == 0 && n->b && i < star.u.l->n; i++)
@@ -194,8 +197,8 @@ static int call_macro(struct eval *E, const struct jv *mv, struct jargs *a, stru
     }
     for (size_t k = 0; rc == 0 && k < a->nkw; k++) {
         size_t i = 0;
-        while (i < def->n_names && !(def->lens[i] == a->lens[k] &&
-                                     memcmp(def->names[i], a->names[k], a->lens[k]) == 0))
+        while (i < def->n_names &&
+               !(def->lens[i] == a->lens[k] && memcmp(def->names[i], a->names[k], a->lens[k]) == 0))
             i++;
         if (i < def->n_names && given[i])
             rc = jinja_fail(rt, "TypeError", "macro '%.*s' got multiple values for argument '%.*s'",
@@ -405,8 +408,8 @@ int jinja_getitem(struct jinja_rt *rt, struct jv obj, struct jv key, struct jv *
 }
 
 /* slice_bounds: Python's slice.indices(len) for start/stop/step (NULL: default). */
-static int slice_bounds(struct jinja_rt *rt, const struct jv *parts[3], int64_t len,
-                        int64_t *start, int64_t *stop, int64_t *stepv)
+static int slice_bounds(struct jinja_rt *rt, const struct jv *parts[3], int64_t len, int64_t *start,
+                        int64_t *stop, int64_t *stepv)
 {
     int64_t v[3];
     bool given[3];
@@ -550,8 +553,9 @@ static int int_arith(struct jinja_rt *rt, int op, int64_t x, int64_t y, struct j
     case OP_FLOORDIV:
     case OP_MOD:
         if (y == 0)
-            return jinja_fail(rt, "ZeroDivisionError", op == OP_MOD ? "integer modulo by zero"
-                                                                    : "integer division or modulo by zero");
+            return jinja_fail(rt, "ZeroDivisionError",
+                              op == OP_MOD ? "integer modulo by zero"
+                                           : "integer division or modulo by zero");
         if (x == INT64_MIN && y == -1)
             break;
         if (op == OP_MOD) { /* Python's modulo takes the divisor's sign */
@@ -593,8 +597,8 @@ static int float_arith(struct jinja_rt *rt, int op, double x, double y, struct j
     case OP_FLOORDIV:
     case OP_MOD: {
         if (y == 0)
-            return jinja_fail(rt, "ZeroDivisionError", op == OP_MOD ? "float modulo"
-                                                                    : "float floor division by zero");
+            return jinja_fail(rt, "ZeroDivisionError",
+                              op == OP_MOD ? "float modulo" : "float floor division by zero");
         double m = fmod(x, y);
         if (m != 0 && ((m < 0) != (y < 0)))
             m += y; /* Python's modulo takes the divisor's sign */
@@ -613,8 +617,12 @@ static int html_escape(struct jinja_rt *rt, struct jv s, struct jv *out)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < s.u.s.n; i++) {
         char c = s.u.s.p[i];
-        const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;"
-                        : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
+        const char *e = c == '&'    ? "&amp;"
+                        : c == '<'  ? "&lt;"
+                        : c == '>'  ? "&gt;"
+                        : c == '"'  ? "&#34;"
+                        : c == '\'' ? "&#39;"
+                                    : NULL;
         rc = e ? buf_append_str(&b, e) : buf_append_byte(&b, c);
     }
     if (rc == 0)
@@ -695,10 +703,11 @@ static int contains(struct jinja_rt *rt, struct jv needle, struct jv hay, bool *
     switch (hay.type) {
     case JV_STR:
         if (needle.type != JV_STR)
-            return jinja_fail(rt, "TypeError", "'in <string>' requires string as left operand, not %s",
+            return jinja_fail(rt, "TypeError",
+                              "'in <string>' requires string as left operand, not %s",
                               jv_type_name(&needle));
-        *out = needle.u.s.n == 0 ||
-               memmem(hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
+        *out =
+            needle.u.s.n == 0 || memmem(hay.u.s.p, hay.u.s.n, needle.u.s.p, needle.u.s.n) != NULL;
         return 0;
     case JV_LIST:
         for (size_t i = 0; i < hay.u.l->n && !*out; i++)
@@ -944,9 +953,9 @@ static int bind(struct eval *E, struct jscope *sc, const struct jnode *target, s
     if (rc)
         return rc;
     if (items.u.l->n != target->n)
-        return jinja_fail(rt, "ValueError", items.u.l->n > target->n
-                                                ? "too many values to unpack (expected %zu)"
-                                                : "not enough values to unpack (expected %zu)",
+        return jinja_fail(rt, "ValueError",
+                          items.u.l->n > target->n ? "too many values to unpack (expected %zu)"
+                                                   : "not enough values to unpack (expected %zu)",
                           target->n);
     for (size_t i = 0; rc == 0 && i < target->n; i++)
         rc = scope_set(E, sc, target->items[i]->sym, items.u.l->v[i]);
@@ -973,7 +982,10 @@ static int run_loop(struct eval *E, struct jscope *sc, const struct jnode *n, st
     struct jloop *l = jinja_alloc(rt, sizeof *l);
     if (!l)
         return jinja_oom(rt);
-    *l = (struct jloop){.items = items, .parent = parent, .node = n, .scope = sc,
+    *l = (struct jloop){.items = items,
+                        .parent = parent,
+                        .node = n,
+                        .scope = sc,
                         .depth0 = parent ? parent->depth0 + 1 : 0};
     struct jv lv = {.type = JV_LOOP, .u.loop = l};
     int rc = 0;
@@ -1032,9 +1044,7 @@ static int exec_set(struct eval *E, struct jscope *sc, const struct jnode *n)
     struct jv v;
     int rc;
     switch (n->kind) {
-    case S_SET:
-        rc = eval_expr(E, sc, n->b, &v);
-        return rc ? rc : bind(E, sc, n->a, v);
+    case S_SET: rc = eval_expr(E, sc, n->b, &v); return rc ? rc : bind(E, sc, n->a, v);
     case S_SET_NS: {
         const struct jv *ns = scope_get(sc, n->a->a->sym);
         if (!ns || ns->type != JV_NS)
@@ -1121,14 +1131,16 @@ static int exec_stmt(struct eval *E, struct jscope *sc, const struct jnode *n)
     case S_FILTER_BLOCK:
         if (!(child = scope_new(E, sc)))
             return jinja_oom(rt);
-        if ((rc = capture(E, child, n->items, n->n, &v)) || (rc = apply_filters(E, sc, n->c, v, &v)))
+        if ((rc = capture(E, child, n->items, n->n, &v)) ||
+            (rc = apply_filters(E, sc, n->c, v, &v)))
             return rc;
         return v.type == JV_STR ? emit(E, v.u.s.p, v.u.s.n) : jv_to_str(rt, &v, rt->out);
     case S_WITH:
         if (!(child = scope_new(E, sc)))
             return jinja_oom(rt);
         for (size_t i = 0; i < n->n2; i++) /* values are evaluated in the outer scope */
-            if ((rc = eval_expr(E, sc, n->items2[i], &v)) || (rc = bind(E, child, n->a->items[i], v)))
+            if ((rc = eval_expr(E, sc, n->items2[i], &v)) ||
+                (rc = bind(E, child, n->a->items[i], v)))
                 return rc;
         return exec_body(E, child, n->items, n->n);
     case S_BODY:
@@ -1164,9 +1176,7 @@ int jinja_print_object(struct jinja_rt *rt, const struct jv *v, struct buf *out)
         return buf_printf(out, "<LoopContext %zu/%zu>", v->u.loop->index0 + 1,
                           v->u.loop->items.u.l->n);
     case JV_FUNC: return buf_append_str(out, "<built-in method>");
-    default:
-        (void)rt;
-        return buf_printf(out, "<jinja2.utils.%s object>", jv_type_name(v));
+    default: (void)rt; return buf_printf(out, "<jinja2.utils.%s object>", jv_type_name(v));
     }
 }
 
@@ -1210,13 +1220,19 @@ int jinja_render(const struct jinja_template *t, const struct json_t *vars, cons
     if (err && errlen)
         err[0] = 0;
     char dummy[1] = {0};
-    struct jinja_rt rt = {
-        .arena = &arena, .err = err && errlen ? err : dummy, .errlen = err && errlen ? errlen : 1,
-        .max_steps = lim.max_steps ? lim.max_steps : 10000000,
-        .max_depth = lim.max_depth ? lim.max_depth : 200,
-        .max_out = lim.max_output ? lim.max_output : (size_t)16 << 20, .now = now, .out = out};
-    struct eval E = {.tpl = t, .rt = &rt, .sym_loop = find_sym(t, "loop"),
-                     .sym_varargs = find_sym(t, "varargs"), .sym_kwargs = find_sym(t, "kwargs"),
+    struct jinja_rt rt = {.arena = &arena,
+                          .err = err && errlen ? err : dummy,
+                          .errlen = err && errlen ? errlen : 1,
+                          .max_steps = lim.max_steps ? lim.max_steps : 10000000,
+                          .max_depth = lim.max_depth ? lim.max_depth : 200,
+                          .max_out = lim.max_output ? lim.max_output : (size_t)16 << 20,
+                          .now = now,
+                          .out = out};
+    struct eval E = {.tpl = t,
+                     .rt = &rt,
+                     .sym_loop = find_sym(t, "loop"),
+                     .sym_varargs = find_sym(t, "varargs"),
+                     .sym_kwargs = find_sym(t, "kwargs"),
                      .sym_caller = find_sym(t, "caller")};
     rt.ctx = &E;
     struct buf scratch;

@@ -27,13 +27,14 @@ enum jtok {
     T_BLOCK_BEGIN, /* {% */
     T_BLOCK_END,   /* %} */
     T_NAME,
-    T_STRING,      /* p/n: the decoded value */
+    T_STRING, /* p/n: the decoded value */
     T_INT,
     T_FLOAT,
     T_OP,
-    T_LEXERR,      /* the lexer stopped here; p/n: its message (reported if parsing gets here) */
+    T_LEXERR, /* the lexer stopped here; p/n: its message (reported if parsing gets here) */
 };
 
+/* clang-format off */
 enum jop {
     OP_ADD, OP_SUB, OP_DIV, OP_FLOORDIV, OP_MUL, OP_MOD, OP_POW, OP_TILDE,
     OP_LBRACKET, OP_RBRACKET, OP_LPAREN, OP_RPAREN, OP_LBRACE, OP_RBRACE,
@@ -42,6 +43,7 @@ enum jop {
     /* comparison operators that are words */
     OP_IN, OP_NOTIN,
 };
+/* clang-format on */
 
 struct jtoken {
     uint8_t type;
@@ -49,8 +51,8 @@ struct jtoken {
     int line;
     const char *p; /* T_NAME, T_STRING, T_DATA */
     size_t n;
-    int64_t i;     /* T_INT */
-    double f;      /* T_FLOAT */
+    int64_t i; /* T_INT */
+    double f;  /* T_FLOAT */
 };
 
 struct jtokens {
@@ -69,34 +71,64 @@ int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, c
 
 enum jnode_kind {
     /* expressions */
-    N_CONST, N_NAME, N_LIST, N_TUPLE, N_DICT, N_GETATTR, N_GETITEM, N_SLICE, N_CALL, N_FILTER,
-    N_TEST, N_BINOP, N_NEG, N_POS, N_NOT, N_AND, N_OR, N_COMPARE, N_COND, N_CONCAT,
+    N_CONST,
+    N_NAME,
+    N_LIST,
+    N_TUPLE,
+    N_DICT,
+    N_GETATTR,
+    N_GETITEM,
+    N_SLICE,
+    N_CALL,
+    N_FILTER,
+    N_TEST,
+    N_BINOP,
+    N_NEG,
+    N_POS,
+    N_NOT,
+    N_AND,
+    N_OR,
+    N_COMPARE,
+    N_COND,
+    N_CONCAT,
     /* statements */
-    S_DATA, S_PRINT, S_IF, S_FOR, S_SET, S_SET_NS, S_SET_BLOCK, S_MACRO, S_CALL_BLOCK,
-    S_FILTER_BLOCK, S_BREAK, S_CONTINUE, S_WITH, S_BODY,
+    S_DATA,
+    S_PRINT,
+    S_IF,
+    S_FOR,
+    S_SET,
+    S_SET_NS,
+    S_SET_BLOCK,
+    S_MACRO,
+    S_CALL_BLOCK,
+    S_FILTER_BLOCK,
+    S_BREAK,
+    S_CONTINUE,
+    S_WITH,
+    S_BODY,
 };
 
 /* One node. Which fields are used depends on the kind (jinja_parse.c documents each). */
 struct jnode {
     uint8_t kind;
-    uint8_t op;        /* N_BINOP: enum jop */
-    bool flag;         /* N_TEST: negated; S_FOR: recursive */
+    uint8_t op; /* N_BINOP: enum jop */
+    bool flag;  /* N_TEST: negated; S_FOR: recursive */
     int line;
-    int sym;           /* N_NAME, S_MACRO: the symbol; -1 none */
-    int builtin;       /* N_FILTER, N_TEST: the builtin's id; N_NAME: the global's id or -1 */
-    const char *str;   /* N_NAME, N_GETATTR attribute, N_FILTER/N_TEST name, S_DATA text */
+    int sym;         /* N_NAME, S_MACRO: the symbol; -1 none */
+    int builtin;     /* N_FILTER, N_TEST: the builtin's id; N_NAME: the global's id or -1 */
+    const char *str; /* N_NAME, N_GETATTR attribute, N_FILTER/N_TEST name, S_DATA text */
     size_t len;
-    struct jv value;   /* N_CONST */
+    struct jv value; /* N_CONST */
     struct jnode *a, *b, *c, *d;
     struct jnode **items; /* list items, dict keys, positional args, body */
     size_t n;
     struct jnode **items2; /* dict values, keyword arg values, else body, defaults */
     size_t n2;
-    const char **names;    /* keyword argument names, macro parameters, with targets */
+    const char **names; /* keyword argument names, macro parameters, with targets */
     size_t *lens;
-    int *syms;             /* the parameters' symbols */
+    int *syms; /* the parameters' symbols */
     size_t n_names;
-    uint8_t *ops;          /* N_COMPARE: one operator per operand */
+    uint8_t *ops; /* N_COMPARE: one operator per operand */
 };
 
 struct jinja_template {
@@ -128,8 +160,8 @@ struct jmacro {
 };
 
 struct jfunc {
-    int id;          /* enum jbuiltin */
-    struct jv self;  /* bound methods: the object */
+    int id;         /* enum jbuiltin */
+    struct jv self; /* bound methods: the object */
 };
 
 struct jloop {
@@ -147,7 +179,14 @@ struct jloop {
 enum jbuiltin {
     B_NONE = -1,
     /* globals */
-    G_RANGE, G_NAMESPACE, G_DICT, G_CYCLER, G_JOINER, G_RAISE, G_STRFTIME, G_LIPSUM,
+    G_RANGE,
+    G_NAMESPACE,
+    G_DICT,
+    G_CYCLER,
+    G_JOINER,
+    G_RAISE,
+    G_STRFTIME,
+    G_LIPSUM,
     G_COUNT_,
 };
 

@@ -137,8 +137,9 @@ static bool match_word(const char *s, size_t n, size_t i, const char *word)
     size_t l = strlen(word);
     if (i + l > n || memcmp(s + i, word, l) != 0)
         return false;
-    return i + l == n || !(s[i + l] == '_' || (s[i + l] >= 'a' && s[i + l] <= 'z') ||
-                           (s[i + l] >= 'A' && s[i + l] <= 'Z') || (s[i + l] >= '0' && s[i + l] <= '9'));
+    return i + l == n ||
+           !(s[i + l] == '_' || (s[i + l] >= 'a' && s[i + l] <= 'z') ||
+             (s[i + l] >= 'A' && s[i + l] <= 'Z') || (s[i + l] >= '0' && s[i + l] <= '9'));
 }
 
 /* tag_end_at: the length of a tag end at s[i], or 0. Blocks: "+%}", "-%}" and the
@@ -224,6 +225,7 @@ static int lex_comment(struct lexer *L, size_t i)
 
 /* ---- inside {{ }} and {% %} ---- */
 
+/* clang-format off */
 static const struct {
     const char *s;
     uint8_t op;
@@ -235,8 +237,12 @@ static const struct {
     {"<", OP_LT},        {"=", OP_ASSIGN}, {".", OP_DOT}, {":", OP_COLON}, {"|", OP_PIPE},
     {",", OP_COMMA},     {";", OP_SEMICOLON},
 };
+/* clang-format on */
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
 
 /* digits_at: the length of (\d+_)*\d+ at s[i], or 0. */
 static size_t digits_at(const char *s, size_t n, size_t i)
@@ -415,8 +421,13 @@ static size_t name_at(const char *s, size_t n, size_t i)
 static int balance(struct lexer *L, uint8_t op)
 {
     static const char open[] = "([{", close[] = ")]}";
-    char c = op == OP_LPAREN ? '(' : op == OP_LBRACKET ? '[' : op == OP_LBRACE ? '{'
-             : op == OP_RPAREN ? ')' : op == OP_RBRACKET ? ']' : op == OP_RBRACE ? '}' : 0;
+    char c = op == OP_LPAREN     ? '('
+             : op == OP_LBRACKET ? '['
+             : op == OP_LBRACE   ? '{'
+             : op == OP_RPAREN   ? ')'
+             : op == OP_RBRACKET ? ']'
+             : op == OP_RBRACE   ? '}'
+                                 : 0;
     if (!c)
         return 0;
     const char *o = strchr(open, c);
@@ -534,8 +545,8 @@ static int normalize(struct arena *a, const char *src, size_t n, const char **ou
 int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, char *err,
               size_t errlen)
 {
-    struct lexer L = {.a = a, .line = 1, .line_starting = true, .out = out, .err = err,
-                      .errlen = errlen};
+    struct lexer L = {
+        .a = a, .line = 1, .line_starting = true, .out = out, .err = err, .errlen = errlen};
     int rc = normalize(a, src, n, &L.s, &L.n);
     while (rc == 0 && L.pos < L.n) {
         size_t t = find_tag(L.s, L.n, L.pos);

@@ -103,9 +103,9 @@ static bool is_name(const struct jtoken *t, const char *s)
 
 static const char *describe(const struct jtoken *t, char *buf, size_t n)
 {
-    static const char *const ops[] = {"+", "-", "/", "//", "*", "%", "**", "~", "[", "]", "(",
-                                      ")", "{", "}", "==", "!=", ">", ">=", "<", "<=", "=", ".",
-                                      ":", "|", ",", ";"};
+    static const char *const ops[] = {
+        "+", "-",  "/",  "//", "*",  "%", "**", "~", "[", "]", "(", ")", "{",
+        "}", "==", "!=", ">",  ">=", "<", "<=", "=", ".", ":", "|", ",", ";"};
     switch (t->type) {
     case T_EOF: return "end of template";
     case T_VAR_END: return "end of print statement";
@@ -1160,10 +1160,12 @@ static int parse_statement(struct parser *P, struct jnode **out)
     static const struct {
         const char *name;
         int kind;
-    } tags[] = {{"for", S_FOR},       {"if", S_IF},           {"set", S_SET},
-                {"macro", S_MACRO},   {"call", S_CALL_BLOCK}, {"filter", S_FILTER_BLOCK},
-                {"break", S_BREAK},   {"continue", S_CONTINUE}, {"with", S_WITH},
-                {"generation", S_BODY}, {"block", S_BODY}};
+    } tags[] = {{"for", S_FOR},         {"if", S_IF},
+                {"set", S_SET},         {"macro", S_MACRO},
+                {"call", S_CALL_BLOCK}, {"filter", S_FILTER_BLOCK},
+                {"break", S_BREAK},     {"continue", S_CONTINUE},
+                {"with", S_WITH},       {"generation", S_BODY},
+                {"block", S_BODY}};
     int kind = -1;
     for (size_t i = 0; i < sizeof tags / sizeof *tags; i++)
         if (is_name(t, tags[i].name))
@@ -1209,8 +1211,10 @@ static int parse_body(struct parser *P, const char *const *ends, struct jnode **
                 for (size_t i = 0; ends[i]; i++)
                     snprintf(want + strlen(want), sizeof want - strlen(want), "%s'%s'",
                              i ? " or " : "", ends[i]);
-                rc = parse_fail(P, "Unexpected end of template. Jinja was looking for the "
-                                   "following tags: %s.", want);
+                rc = parse_fail(P,
+                                "Unexpected end of template. Jinja was looking for the "
+                                "following tags: %s.",
+                                want);
             }
             break;
         }

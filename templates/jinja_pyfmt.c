@@ -92,7 +92,8 @@ static int format_number(struct jinja_rt *rt, const struct jv *v, const struct s
     int n;
     if (type == 'd' || type == 'x' || type == 'X' || type == 'o' || type == 'b') {
         if (v->type == JV_FLOAT)
-            return jinja_fail(rt, "ValueError", "Unknown format code '%c' for object of type 'float'", type);
+            return jinja_fail(rt, "ValueError",
+                              "Unknown format code '%c' for object of type 'float'", type);
         long long iv = v->type == JV_INT ? (long long)v->u.i : v->u.b;
         if (type == 'b') {
             char bits[70];
@@ -106,7 +107,8 @@ static int format_number(struct jinja_rt *rt, const struct jv *v, const struct s
                 tmp[n++] = bits[--k];
             tmp[n] = 0;
         } else {
-            snprintf(cfmt, sizeof cfmt, "%%%s%sll%c", sign, s->alt ? "#" : "", type == 'd' ? 'd' : type);
+            snprintf(cfmt, sizeof cfmt, "%%%s%sll%c", sign, s->alt ? "#" : "",
+                     type == 'd' ? 'd' : type);
             n = snprintf(tmp, sizeof tmp, cfmt, iv);
         }
     } else if (type == 'r') {
@@ -126,8 +128,8 @@ static int format_number(struct jinja_rt *rt, const struct jv *v, const struct s
                  type == '%' ? 'f' : type, type == '%' ? "%%" : "");
         n = snprintf(tmp, sizeof tmp, cfmt, x);
     } else {
-        return jinja_fail(rt, "ValueError", "Unknown format code '%c' for object of type '%s'", type,
-                          jv_type_name(v));
+        return jinja_fail(rt, "ValueError", "Unknown format code '%c' for object of type '%s'",
+                          type, jv_type_name(v));
     }
     if (n < 0 || n >= (int)sizeof tmp)
         return jinja_fail(rt, "ValueError", "format result too long");
@@ -175,16 +177,20 @@ static int field_value(struct jinja_rt *rt, const char *p, const char *end, stru
         q++;
     if (q == p) {
         if (*auto_idx >= a->npos)
-            return jinja_fail(rt, "IndexError", "Replacement index %zu out of range for positional args tuple", *auto_idx);
+            return jinja_fail(rt, "IndexError",
+                              "Replacement index %zu out of range for positional args tuple",
+                              *auto_idx);
         *out = a->pos[(*auto_idx)++];
     } else if (*p >= '0' && *p <= '9') {
         size_t k = (size_t)strtoul(p, NULL, 10);
         if (k >= a->npos)
-            return jinja_fail(rt, "IndexError", "Replacement index %zu out of range for positional args tuple", k);
+            return jinja_fail(rt, "IndexError",
+                              "Replacement index %zu out of range for positional args tuple", k);
         *out = a->pos[k];
     } else {
         size_t k = 0;
-        while (k < a->nkw && !(a->lens[k] == (size_t)(q - p) && memcmp(a->names[k], p, a->lens[k]) == 0))
+        while (k < a->nkw &&
+               !(a->lens[k] == (size_t)(q - p) && memcmp(a->names[k], p, a->lens[k]) == 0))
             k++;
         if (k == a->nkw)
             return jinja_fail(rt, "KeyError", "'%.*s'", (int)(q - p), p);

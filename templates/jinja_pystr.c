@@ -152,7 +152,8 @@ int pystr_split(struct jinja_rt *rt, struct jv s, const struct jv *sep, int64_t 
         if (!from_right) {
             size_t i = 0;
             for (int64_t k = 0; rc == 0; k++) {
-                const char *hit = maxsplit >= 0 && k >= maxsplit ? NULL : memmem(p + i, n - i, q, m);
+                const char *hit =
+                    maxsplit >= 0 && k >= maxsplit ? NULL : memmem(p + i, n - i, q, m);
                 if (!hit) {
                     rc = push_str(rt, out, p + i, n - i);
                     break;
@@ -241,9 +242,9 @@ int pystr_case(struct jinja_rt *rt, struct jv s, enum pystr_case how, struct jv 
         else if (how == PY_CAPITALIZE)
             m = first ? PY_TITLE : PY_LOWER;
         else if (how == PY_SWAPCASE)
-            m = utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LU ? PY_LOWER
+            m = utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LU   ? PY_LOWER
                 : utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_LL ? PY_UPPER
-                                                                                : -1;
+                                                                                  : -1;
         if (m < 0) {
             char enc[4];
             rc = buf_append(&b, enc, utf8_encode(cp, enc));
@@ -380,10 +381,22 @@ bool pystr_is(struct jv s, char what)
         bool digit = c == UTF8PROC_CATEGORY_ND;
         bool num = c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
         switch (what) {
-        case 'd': if (!digit) return false; break;
-        case 'a': if (!alpha) return false; break;
-        case 'n': if (!alpha && !num) return false; break;
-        case 's': if (!jinja_py_isspace(cp)) return false; break;
+        case 'd':
+            if (!digit)
+                return false;
+            break;
+        case 'a':
+            if (!alpha)
+                return false;
+            break;
+        case 'n':
+            if (!alpha && !num)
+                return false;
+            break;
+        case 's':
+            if (!jinja_py_isspace(cp))
+                return false;
+            break;
         case 'l':
             if (c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LT)
                 return false;

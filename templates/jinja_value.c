@@ -109,8 +109,8 @@ int jv_dict_append(struct jinja_rt *rt, struct jdict *d, struct jv key, struct j
     if (d->n == d->cap) {
         size_t c = d->cap ? d->cap * 2 : 8;
         struct jv *nk = arena_realloc(rt->arena, d->k, d->cap * sizeof *nk, c * sizeof *nk);
-        struct jv *nv = nk ? arena_realloc(rt->arena, d->v, d->cap * sizeof *nv, c * sizeof *nv)
-                           : NULL;
+        struct jv *nv =
+            nk ? arena_realloc(rt->arena, d->v, d->cap * sizeof *nv, c * sizeof *nv) : NULL;
         if (!nk || !nv)
             return jinja_oom(rt);
         d->k = nk;
@@ -304,7 +304,6 @@ static int append_int(struct buf *out, int64_t v)
     return buf_append(out, tmp + k, (size_t)(24 - k));
 }
 
-
 int jv_float_repr(double f, struct buf *out)
 {
     if (isnan(f))
@@ -371,9 +370,8 @@ static bool py_printable(uint32_t cp)
     if (cp < 0x80)
         return cp >= 0x20 && cp < 0x7F;
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return !(c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
-             c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO ||
-             c == UTF8PROC_CATEGORY_CN || c == UTF8PROC_CATEGORY_ZL ||
+    return !(c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CS ||
+             c == UTF8PROC_CATEGORY_CO || c == UTF8PROC_CATEGORY_CN || c == UTF8PROC_CATEGORY_ZL ||
              c == UTF8PROC_CATEGORY_ZP || c == UTF8PROC_CATEGORY_ZS);
 }
 
@@ -392,8 +390,7 @@ static int str_repr(const char *s, size_t n, struct buf *out)
         if (cp == (uint32_t)q || cp == '\\') {
             char esc[2] = {'\\', (char)cp};
             rc = buf_append(out, esc, 2);
-        }
-        else if (cp == '\n')
+        } else if (cp == '\n')
             rc = buf_append_str(out, "\\n");
         else if (cp == '\r')
             rc = buf_append_str(out, "\\r");
@@ -458,7 +455,9 @@ static int print_value(struct jinja_rt *rt, const struct jv *v, struct buf *out,
     case JV_BOOL: rc = buf_append_str(out, v->u.b ? "True" : "False"); break;
     case JV_INT: rc = append_int(out, v->u.i); break;
     case JV_FLOAT: rc = jv_float_repr(v->u.f, out); break;
-    case JV_STR: rc = repr ? str_repr(v->u.s.p, v->u.s.n, out) : buf_append(out, v->u.s.p, v->u.s.n); break;
+    case JV_STR:
+        rc = repr ? str_repr(v->u.s.p, v->u.s.n, out) : buf_append(out, v->u.s.p, v->u.s.n);
+        break;
     case JV_LIST: rc = print_seq(rt, v, out); break;
     case JV_DICT: rc = print_dict(rt, v->u.d, out); break;
     case JV_NS:
@@ -524,8 +523,7 @@ int jv_iter_list(struct jinja_rt *rt, const struct jv *v, struct jv *out)
         return rc;
     }
     case JV_LOOP: return jinja_loop_items(rt, v, out);
-    default:
-        return jinja_fail(rt, "TypeError", "'%s' object is not iterable", jv_type_name(v));
+    default: return jinja_fail(rt, "TypeError", "'%s' object is not iterable", jv_type_name(v));
     }
 }
 
@@ -552,6 +550,35 @@ static const uint8_t JSON_SPECIAL[256] = {
     2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
 };
 
+/* json_escape: writes the escape of the special byte (or, under ensure_ascii, the non-ASCII
+ * character) at s[*i], advances *i past it and returns the new end of output. */
+static __attribute__((noinline)) char *json_escape(const unsigned char *s, size_t n, size_t *i,
+                                                   char *o)
+{
+    unsigned char c = s[*i];
+    if (c < 0x20) {
+        size_t l = strlen(JSON_ESC[c]);
+        memcpy(o, JSON_ESC[c], l);
+        *i += 1;
+        return o + l;
+    }
+    if (c == '"' || c == '\\') {
+        *o++ = '\\';
+        *o++ = (char)c;
+        *i += 1;
+        return o;
+    }
+    uint32_t cp; /* ensure_ascii: \uXXXX, with a surrogate pair above U+FFFF */
+    size_t l = utf8_decode((const char *)s + *i, n - *i, &cp);
+    if (!l)
+        cp = 0xFFFD, l = 1;
+    *i += l;
+    if (cp >= 0x10000)
+        return o + sprintf(o, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
+                           0xDC00 + ((cp - 0x10000) & 0x3FF));
+    return o + sprintf(o, "\\u%04x", cp);
+}
+
 static int json_str(const char *s, size_t n, bool ascii, struct buf *out)
 {
     if (n > (SIZE_MAX - 2) / 12)
@@ -563,39 +590,50 @@ static int json_str(const char *s, size_t n, bool ascii, struct buf *out)
     const unsigned char *u = (const unsigned char *)s;
     uint8_t stop = ascii ? 3 : 1;
     *o++ = '"';
-    for (size_t i = 0; i < n;) {
-        unsigned char c = u[i];
-        if (!(JSON_SPECIAL[c] & stop)) { /* scan and copy in one pass: strings are short */
-            *o++ = (char)c;
-            i++;
-        } else if (c < 0x20) {
-            size_t l = strlen(JSON_ESC[c]);
-            memcpy(o, JSON_ESC[c], l);
-            o += l;
-            i++;
-        } else if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-            i++;
-        } else { /* ensure_ascii: \uXXXX, with a surrogate pair above U+FFFF */
-            uint32_t cp;
-            size_t l = utf8_decode(s + i, n - i, &cp);
-            if (!l)
-                cp = 0xFFFD, l = 1;
-            if (cp >= 0x10000)
-                o += sprintf(o, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10),
-                             0xDC00 + ((cp - 0x10000) & 0x3FF));
-            else
-                o += sprintf(o, "\\u%04x", cp);
-            i += l;
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    size_t i = 0;
+    /* eight plain bytes at a time: no byte below 0x20, no '"', no '\\', and (ensure_ascii) no
+     * byte above 0x7F; the word tests are exact for "is there such a byte" */
+    while (i + 8 <= n) {
+        uint64_t w;
+        memcpy(&w, u + i, 8);
+        uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+        uint64_t bad = ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b);
+        if ((bad | (ascii ? w : 0)) & highs) { /* byte by byte through this word */
+            for (size_t end = i + 8; i < end;)
+                if (!(JSON_SPECIAL[u[i]] & stop))
+                    *o++ = (char)u[i++];
+                else
+                    o = json_escape(u, n, &i, o);
+            continue;
         }
+        memcpy(o, &w, 8);
+        o += 8;
+        i += 8;
     }
+    while (i < n)
+        if (!(JSON_SPECIAL[u[i]] & stop))
+            *o++ = (char)u[i++];
+        else
+            o = json_escape(u, n, &i, o);
     *o++ = '"';
     out->n = (size_t)(o - out->p);
     out->p[out->n] = '\0';
     return 0;
 }
 
+/* A json.dumps writer: the options, and the separators prepared for word-sized stores. */
+struct json_writer {
+    struct jinja_rt *rt;
+    const struct jv_json_opts *o;
+    struct buf *out;
+    const char *isep, *ksep; /* item and key separators */
+    size_t isep_n, ksep_n;
+    char isep_w[8], ksep_w[8]; /* the separators NUL-padded to 8 bytes, when they fit */
+    bool fast;                 /* separators fit in 8 bytes; indentation (if any) is spaces */
+};
+
+/* json_newline: a newline and the indentation of `level` (any indent string). */
 static int json_newline(const struct jv_json_opts *o, int level, struct buf *out)
 {
     size_t need = 1 + o->indent_n * (size_t)level;
@@ -603,39 +641,80 @@ static int json_newline(const struct jv_json_opts *o, int level, struct buf *out
     if (rc)
         return rc;
     char *p = out->p + out->n;
-    *p++ = '\n';
-    if (o->indent_spaces)
-        for (size_t i = 1; i < need; i++) /* short: a loop beats a call */
-            *p++ = ' ';
-    else
-        for (int i = 0; i < level; i++, p += o->indent_n)
-            memcpy(p, o->indent, o->indent_n);
+    *p = '\n';
+    for (size_t i = 1; i < need; i += o->indent_n)
+        memcpy(p + i, o->indent, o->indent_n);
     out->n += need;
     out->p[out->n] = '\0';
     return 0;
 }
 
-static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_json_opts *o,
-                      int level, struct buf *out);
-
-static int json_key(struct jinja_rt *rt, const struct jv *k, const struct jv_json_opts *o,
-                    struct buf *out)
+/* json_item_prefix: what goes before a container's item: the item separator (not before the
+ * first item) and, with indentation, a newline and the item's indentation. */
+static inline __attribute__((always_inline)) int json_item_prefix(const struct json_writer *w,
+                                                                  bool first, int level)
 {
+    const struct jv_json_opts *o = w->o;
+    struct buf *out = w->out;
+    if (!w->fast) {
+        int rc = first ? 0 : buf_append(out, w->isep, w->isep_n);
+        return rc || !o->indent ? rc : json_newline(o, level, out);
+    }
+    size_t ind = o->indent ? o->indent_n * (size_t)level : 0;
+    int rc = buf_reserve(out, 8 + 1 + ind + 8); /* + 8: stores are whole words */
+    if (rc)
+        return rc;
+    char *p = out->p + out->n;
+    if (!first) {
+        memcpy(p, w->isep_w, 8);
+        p += w->isep_n;
+    }
+    if (o->indent) {
+        *p++ = '\n';
+        for (size_t i = 0; i < ind; i += 8)
+            memcpy(p + i, "        ", 8);
+        p += ind;
+    }
+    out->n = (size_t)(p - out->p);
+    out->p[out->n] = '\0';
+    return 0;
+}
+
+static int json_value(const struct json_writer *w, const struct jv *v, int level);
+
+static int json_key(const struct json_writer *w, const struct jv *k)
+{
+    struct buf *out = w->out;
     switch (k->type) {
-    case JV_STR: return json_str(k->u.s.p, k->u.s.n, o->ensure_ascii, out);
+    case JV_STR: return json_str(k->u.s.p, k->u.s.n, w->o->ensure_ascii, out);
     case JV_NONE: return buf_append_str(out, "\"null\"");
     case JV_BOOL: return buf_append_str(out, k->u.b ? "\"true\"" : "\"false\"");
     case JV_INT: return buf_printf(out, "\"%lld\"", (long long)k->u.i);
     case JV_FLOAT: {
         int rc = buf_append_byte(out, '"');
         if (rc == 0)
-            rc = json_value(rt, k, o, 0, out);
+            rc = json_value(w, k, 0);
         return rc ? rc : buf_append_byte(out, '"');
     }
     default:
-        return jinja_fail(rt, "TypeError", "keys must be str, int, float, bool or None, not %s",
+        return jinja_fail(w->rt, "TypeError", "keys must be str, int, float, bool or None, not %s",
                           jv_type_name(k));
     }
+}
+
+/* json_key_sep: the key separator, after a key. */
+static inline int json_key_sep(const struct json_writer *w)
+{
+    struct buf *out = w->out;
+    if (!w->fast)
+        return buf_append(out, w->ksep, w->ksep_n);
+    int rc = buf_reserve(out, 8);
+    if (rc)
+        return rc;
+    memcpy(out->p + out->n, w->ksep_w, 8);
+    out->n += w->ksep_n;
+    out->p[out->n] = '\0';
+    return 0;
 }
 
 /* key_order: the order to write a dict's keys in (sort_keys sorts them). */
@@ -663,41 +742,31 @@ static int key_order(struct jinja_rt *rt, const struct jdict *d, bool sort, size
     return 0;
 }
 
-static int json_container(struct jinja_rt *rt, const struct jv *v, const struct jv_json_opts *o,
-                          int level, struct buf *out)
+static int json_container(const struct json_writer *w, const struct jv *v, int level)
 {
     bool dict = v->type == JV_DICT;
     size_t n = dict ? v->u.d->n : v->u.l->n, *order = NULL;
-    const char *isep = o->item_sep ? o->item_sep : o->indent ? "," : ", ";
-    const char *ksep = o->key_sep ? o->key_sep : ": ";
-    size_t isep_n = strlen(isep), ksep_n = strlen(ksep);
-    int rc = dict && o->sort_keys ? key_order(rt, v->u.d, true, &order) : 0;
+    int rc = dict && w->o->sort_keys ? key_order(w->rt, v->u.d, true, &order) : 0;
     if (rc == 0)
-        rc = buf_append_byte(out, dict ? '{' : '[');
+        rc = buf_append_byte(w->out, dict ? '{' : '[');
     for (size_t i = 0; rc == 0 && i < n; i++) {
         size_t k = order ? order[i] : i;
-        if (i)
-            rc = buf_append(out, isep, isep_n);
-        if (rc == 0 && o->indent)
-            rc = json_newline(o, level + 1, out);
-        if (rc == 0 && dict) {
-            rc = json_key(rt, &v->u.d->k[k], o, out);
-            if (rc == 0)
-                rc = buf_append(out, ksep, ksep_n);
-        }
+        rc = json_item_prefix(w, i == 0, level + 1);
+        if (rc == 0 && dict && (rc = json_key(w, &v->u.d->k[k])) == 0)
+            rc = json_key_sep(w);
         if (rc == 0)
-            rc = json_value(rt, dict ? &v->u.d->v[k] : &v->u.l->v[k], o, level + 1, out);
+            rc = json_value(w, dict ? &v->u.d->v[k] : &v->u.l->v[k], level + 1);
     }
-    if (rc == 0 && n && o->indent)
-        rc = json_newline(o, level, out);
-    return rc ? rc : buf_append_byte(out, dict ? '}' : ']');
+    if (rc == 0 && n && w->o->indent)
+        rc = json_item_prefix(w, true, level);
+    return rc ? rc : buf_append_byte(w->out, dict ? '}' : ']');
 }
 
-static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_json_opts *o,
-                      int level, struct buf *out)
+static int json_value(const struct json_writer *w, const struct jv *v, int level)
 {
-    if (level > rt->max_depth)
-        return jinja_fail(rt, "RecursionError", "maximum recursion depth exceeded");
+    struct buf *out = w->out;
+    if (level > w->rt->max_depth)
+        return jinja_fail(w->rt, "RecursionError", "maximum recursion depth exceeded");
     switch (v->type) {
     case JV_NONE: return buf_append_str(out, "null");
     case JV_BOOL: return buf_append_str(out, v->u.b ? "true" : "false");
@@ -708,11 +777,11 @@ static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_j
         if (isinf(v->u.f))
             return buf_append_str(out, v->u.f < 0 ? "-Infinity" : "Infinity");
         return jv_float_repr(v->u.f, out);
-    case JV_STR: return json_str(v->u.s.p, v->u.s.n, o->ensure_ascii, out);
+    case JV_STR: return json_str(v->u.s.p, v->u.s.n, w->o->ensure_ascii, out);
     case JV_LIST:
-    case JV_DICT: return json_container(rt, v, o, level, out);
+    case JV_DICT: return json_container(w, v, level);
     default:
-        return jinja_fail(rt, "TypeError", "Object of type %s is not JSON serializable",
+        return jinja_fail(w->rt, "TypeError", "Object of type %s is not JSON serializable",
                           jv_type_name(v));
     }
 }
@@ -720,8 +789,19 @@ static int json_value(struct jinja_rt *rt, const struct jv *v, const struct jv_j
 int jv_tojson(struct jinja_rt *rt, const struct jv *v, const struct jv_json_opts *opts,
               struct buf *out)
 {
-    struct jv_json_opts none = {0};
-    int rc = json_value(rt, v, opts ? opts : &none, 0, out);
+    static const struct jv_json_opts none = {0};
+    const struct jv_json_opts *o = opts ? opts : &none;
+    struct json_writer w = {.rt = rt, .o = o, .out = out};
+    w.isep = o->item_sep ? o->item_sep : o->indent ? "," : ", ";
+    w.ksep = o->key_sep ? o->key_sep : ": ";
+    w.isep_n = strlen(w.isep);
+    w.ksep_n = strlen(w.ksep);
+    w.fast = w.isep_n <= 8 && w.ksep_n <= 8 && (!o->indent || o->indent_spaces);
+    if (w.fast) {
+        memcpy(w.isep_w, w.isep, w.isep_n);
+        memcpy(w.ksep_w, w.ksep, w.ksep_n);
+    }
+    int rc = json_value(&w, v, 0);
     if (rc == ERR_LIMIT)
         return jinja_oom(rt);
     return rc;
@@ -785,15 +865,15 @@ int jv_undef_raise(struct jinja_rt *rt, const struct jv *v)
     case JV_UNDEF_NAME:
         return jinja_fail(rt, "UndefinedError", "'%.*s' is undefined", (int)v->u.s.n, v->u.s.p);
     case JV_UNDEF_ATTR:
-        return jinja_fail(rt, "UndefinedError", "'%s' has no attribute '%.*s'", obj,
-                          (int)v->u.s.n, v->u.s.p);
+        return jinja_fail(rt, "UndefinedError", "'%s' has no attribute '%.*s'", obj, (int)v->u.s.n,
+                          v->u.s.p);
     case JV_UNDEF_ELEM:
-        return jinja_fail(rt, "UndefinedError", "%s has no element %lld", obj,
-                          (long long)v->u.i);
+        return jinja_fail(rt, "UndefinedError", "%s has no element %lld", obj, (long long)v->u.i);
     case JV_UNDEF_UNSAFE: {
         struct jv probe = {.type = v->flags, .flags = v->pad ? JV_F_TUPLE : 0};
-        return jinja_fail(rt, "SecurityError", "access to attribute '%.*s' of '%s' object is unsafe.",
-                          (int)v->u.s.n, v->u.s.p, jv_type_name(&probe));
+        return jinja_fail(rt, "SecurityError",
+                          "access to attribute '%.*s' of '%s' object is unsafe.", (int)v->u.s.n,
+                          v->u.s.p, jv_type_name(&probe));
     }
     default: return jinja_fail(rt, "UndefinedError", "None is undefined");
     }

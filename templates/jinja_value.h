@@ -25,12 +25,12 @@ enum jv_type {
     JV_INT,
     JV_FLOAT,
     JV_STR,
-    JV_LIST,   /* list, or tuple with JV_F_TUPLE */
-    JV_DICT,   /* insertion-ordered */
-    JV_NS,     /* namespace() */
+    JV_LIST, /* list, or tuple with JV_F_TUPLE */
+    JV_DICT, /* insertion-ordered */
+    JV_NS,   /* namespace() */
     JV_MACRO,
-    JV_FUNC,   /* a builtin function or a bound method */
-    JV_LOOP,   /* the `loop` object of a for loop */
+    JV_FUNC, /* a builtin function or a bound method */
+    JV_LOOP, /* the `loop` object of a for loop */
     JV_CYCLER,
     JV_JOINER,
 };
@@ -58,8 +58,8 @@ struct jcycler;
 
 struct jv {
     uint8_t type;
-    uint8_t flags;  /* JV_F_*; for JV_UNDEF the type of the object looked into */
-    uint16_t kind;  /* JV_UNDEF: enum jv_undef_kind */
+    uint8_t flags; /* JV_F_*; for JV_UNDEF the type of the object looked into */
+    uint16_t kind; /* JV_UNDEF: enum jv_undef_kind */
     uint32_t pad;
     union {
         bool b;
@@ -68,7 +68,7 @@ struct jv {
         struct {
             const char *p;
             size_t n;
-        } s;            /* JV_STR; JV_UNDEF: the missing name */
+        } s; /* JV_STR; JV_UNDEF: the missing name */
         struct jlist *l;
         struct jdict *d;
         struct jns *ns;
@@ -104,16 +104,16 @@ struct jcycler {
 
 struct jinja_rt {
     struct arena *arena;
-    char *err;          /* "ExceptionClass: message" of the first error */
+    char *err; /* "ExceptionClass: message" of the first error */
     size_t errlen;
-    int line;           /* template line of the node being evaluated */
+    int line; /* template line of the node being evaluated */
     uint64_t steps, max_steps;
     int depth, max_depth;
     size_t max_out;
-    const char *now;    /* "YYYY-MM-DDTHH:MM:SS" for strftime_now, or NULL: the real clock */
-    struct buf *out;    /* where output goes now */
+    const char *now;     /* "YYYY-MM-DDTHH:MM:SS" for strftime_now, or NULL: the real clock */
+    struct buf *out;     /* where output goes now */
     struct buf *scratch; /* reused by builtins that build a string (tojson) */
-    void *ctx;          /* the evaluator's state (jinja_eval.c) */
+    void *ctx;           /* the evaluator's state (jinja_eval.c) */
 };
 
 /* jinja_fail: records "cls: message" (first error wins) and returns ERR_INVAL. */
@@ -124,11 +124,26 @@ int jinja_oom(struct jinja_rt *rt);
 
 /* ---- constructors ---- */
 
-static inline struct jv jv_undef(void) { return (struct jv){.type = JV_UNDEF}; }
-static inline struct jv jv_none(void) { return (struct jv){.type = JV_NONE}; }
-static inline struct jv jv_bool(bool b) { return (struct jv){.type = JV_BOOL, .u.b = b}; }
-static inline struct jv jv_int(int64_t i) { return (struct jv){.type = JV_INT, .u.i = i}; }
-static inline struct jv jv_float(double f) { return (struct jv){.type = JV_FLOAT, .u.f = f}; }
+static inline struct jv jv_undef(void)
+{
+    return (struct jv){.type = JV_UNDEF};
+}
+static inline struct jv jv_none(void)
+{
+    return (struct jv){.type = JV_NONE};
+}
+static inline struct jv jv_bool(bool b)
+{
+    return (struct jv){.type = JV_BOOL, .u.b = b};
+}
+static inline struct jv jv_int(int64_t i)
+{
+    return (struct jv){.type = JV_INT, .u.i = i};
+}
+static inline struct jv jv_float(double f)
+{
+    return (struct jv){.type = JV_FLOAT, .u.f = f};
+}
 static inline struct jv jv_str(const char *p, size_t n)
 {
     return (struct jv){.type = JV_STR, .u.s = {p, n}};
@@ -176,9 +191,9 @@ int jv_iter_list(struct jinja_rt *rt, const struct jv *v, struct jv *out);
 
 /* json.dumps options. */
 struct jv_json_opts {
-    const char *indent;   /* NULL: None (one line); else the string repeated per level */
+    const char *indent; /* NULL: None (one line); else the string repeated per level */
     size_t indent_n;
-    bool indent_spaces;   /* indent is all spaces (written with memset) */
+    bool indent_spaces;   /* indent is all spaces (written a word at a time) */
     const char *item_sep; /* NULL: ", " without indent, "," with */
     const char *key_sep;  /* NULL: ": " */
     bool sort_keys;

@@ -34,59 +34,59 @@ static inline void test_register(const char *name, void (*fn)(void))
         test_cases[test_n_cases++] = (struct test_case){name, fn};
 }
 
-#define TEST(name)                                                                         \
-    static void test_##name(void);                                                         \
-    __attribute__((constructor)) static void test_reg_##name(void)                         \
-    {                                                                                      \
-        test_register(#name, test_##name);                                                 \
-    }                                                                                      \
+#define TEST(name)                                                                                 \
+    static void test_##name(void);                                                                 \
+    __attribute__((constructor)) static void test_reg_##name(void)                                 \
+    {                                                                                              \
+        test_register(#name, test_##name);                                                         \
+    }                                                                                              \
     static void test_##name(void)
 
-#define TEST_FAIL_AT(...)                                                                  \
-    do {                                                                                   \
-        fprintf(stderr, "    %s:%d: ", __FILE__, __LINE__);                                \
-        fprintf(stderr, __VA_ARGS__);                                                      \
-        fputc('\n', stderr);                                                               \
-        test_cur_failed = 1;                                                               \
+#define TEST_FAIL_AT(...)                                                                          \
+    do {                                                                                           \
+        fprintf(stderr, "    %s:%d: ", __FILE__, __LINE__);                                        \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        test_cur_failed = 1;                                                                       \
     } while (0)
 
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond))                                                                       \
-            TEST_FAIL_AT("CHECK(%s) failed", #cond);                                       \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            TEST_FAIL_AT("CHECK(%s) failed", #cond);                                               \
     } while (0)
 
-#define REQUIRE(cond)                                                                      \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            TEST_FAIL_AT("REQUIRE(%s) failed", #cond);                                     \
-            return;                                                                        \
-        }                                                                                  \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            TEST_FAIL_AT("REQUIRE(%s) failed", #cond);                                             \
+            return;                                                                                \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ(a, b)                                                                     \
-    do {                                                                                   \
-        long long test_a_ = (long long)(a), test_b_ = (long long)(b);                      \
-        if (test_a_ != test_b_)                                                            \
-            TEST_FAIL_AT("CHECK_EQ(%s, %s): %lld != %lld", #a, #b, test_a_, test_b_);      \
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long test_a_ = (long long)(a), test_b_ = (long long)(b);                              \
+        if (test_a_ != test_b_)                                                                    \
+            TEST_FAIL_AT("CHECK_EQ(%s, %s): %lld != %lld", #a, #b, test_a_, test_b_);              \
     } while (0)
 
-#define CHECK_STREQ(a, b)                                                                  \
-    do {                                                                                   \
-        const char *test_a_ = (a), *test_b_ = (b);                                         \
-        if (!test_a_ || !test_b_ || strcmp(test_a_, test_b_) != 0)                         \
-            TEST_FAIL_AT("CHECK_STREQ(%s, %s): \"%s\" != \"%s\"", #a, #b,                  \
-                         test_a_ ? test_a_ : "(null)", test_b_ ? test_b_ : "(null)");      \
+#define CHECK_STREQ(a, b)                                                                          \
+    do {                                                                                           \
+        const char *test_a_ = (a), *test_b_ = (b);                                                 \
+        if (!test_a_ || !test_b_ || strcmp(test_a_, test_b_) != 0)                                 \
+            TEST_FAIL_AT("CHECK_STREQ(%s, %s): \"%s\" != \"%s\"", #a, #b,                          \
+                         test_a_ ? test_a_ : "(null)", test_b_ ? test_b_ : "(null)");              \
     } while (0)
 
 /* CHECK_MEMEQ: byte strings with lengths; prints both when they differ. */
-#define CHECK_MEMEQ(a, an, b, bn)                                                          \
-    do {                                                                                   \
-        size_t test_an_ = (an), test_bn_ = (bn);                                           \
-        if (test_an_ != test_bn_ || memcmp((a), (b), test_an_) != 0)                       \
-            TEST_FAIL_AT("CHECK_MEMEQ(%s, %s): \"%.*s\" (%zu) != \"%.*s\" (%zu)", #a, #b,  \
-                         (int)test_an_, (const char *)(a), test_an_, (int)test_bn_,        \
-                         (const char *)(b), test_bn_);                                     \
+#define CHECK_MEMEQ(a, an, b, bn)                                                                  \
+    do {                                                                                           \
+        size_t test_an_ = (an), test_bn_ = (bn);                                                   \
+        if (test_an_ != test_bn_ || memcmp((a), (b), test_an_) != 0)                               \
+            TEST_FAIL_AT("CHECK_MEMEQ(%s, %s): \"%.*s\" (%zu) != \"%.*s\" (%zu)", #a, #b,          \
+                         (int)test_an_, (const char *)(a), test_an_, (int)test_bn_,                \
+                         (const char *)(b), test_bn_);                                             \
     } while (0)
 
 /* test_fixtures: the shared fixtures folder (KILN_FIXTURES, default ../shared/fixtures). */

@@ -135,8 +135,8 @@ TEST(calloc_zeroes_and_checks_overflow)
         CHECK_EQ(z[i], 0);
     CHECK(arena_calloc(&a, SIZE_MAX / 2, 3) == NULL);
     CHECK_EQ(arena_error(&a), ERR_LIMIT);
-    CHECK(arena_calloc(&a, (size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4))
-          == NULL);
+    CHECK(arena_calloc(&a, (size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4)) ==
+          NULL);
     CHECK(arena_alloc(&a, SIZE_MAX) == NULL);
     CHECK_EQ(arena_error(&a), ERR_LIMIT);
     CHECK(arena_strndup(&a, "", SIZE_MAX) == NULL);

@@ -53,8 +53,7 @@ static struct parsed parse(char **argv)
     int argc = 0;
     while (argv[argc])
         argc++;
-    p.rc = cfg_parse(flags, N_FLAGS, &p.o, argc, argv, p.pos, 2, &p.n_pos, p.err,
-                     sizeof p.err);
+    p.rc = cfg_parse(flags, N_FLAGS, &p.o, argc, argv, p.pos, 2, &p.n_pos, p.err, sizeof p.err);
     return p;
 }
 
@@ -79,9 +78,9 @@ TEST(defaults_applied)
 
 TEST(each_type_space_form)
 {
-    struct parsed p = parse(ARGS("--verbose", "--port", "9000", "--seed", "-12",
-                                 "--temperature", "1.25", "--model", "/m/llama",
-                                 "--device", "cuda", "--trust-remote-code", "false"));
+    struct parsed p =
+        parse(ARGS("--verbose", "--port", "9000", "--seed", "-12", "--temperature", "1.25",
+                   "--model", "/m/llama", "--device", "cuda", "--trust-remote-code", "false"));
     /* a boolean never takes the next argument: "false" is positional */
     REQUIRE(p.rc == 0);
     CHECK_EQ(p.o.verbose, true);
@@ -98,9 +97,8 @@ TEST(each_type_space_form)
 TEST(each_type_equals_form)
 {
     struct parsed p =
-        parse(ARGS("--verbose=true", "--port=1", "--seed=+5", "--temperature=2",
-                   "--scale=-1e3", "--model=a=b", "--chat-template=", "--device=cpu",
-                   "--trust-remote-code=0"));
+        parse(ARGS("--verbose=true", "--port=1", "--seed=+5", "--temperature=2", "--scale=-1e3",
+                   "--model=a=b", "--chat-template=", "--device=cpu", "--trust-remote-code=0"));
     REQUIRE(p.rc == 0);
     CHECK_EQ(p.o.verbose, true);
     CHECK_EQ(p.o.port, 1);
@@ -119,8 +117,8 @@ TEST(each_type_equals_form)
 
 TEST(bool_negation_and_last_wins)
 {
-    struct parsed p = parse(ARGS("--no-trust-remote-code", "--verbose", "--no-verbose",
-                                 "--port", "1", "--port=2"));
+    struct parsed p = parse(
+        ARGS("--no-trust-remote-code", "--verbose", "--no-verbose", "--port", "1", "--port=2"));
     REQUIRE(p.rc == 0);
     CHECK_EQ(p.o.trust, false);
     CHECK_EQ(p.o.verbose, false);
@@ -208,8 +206,7 @@ TEST(error_message_truncated_to_errlen)
     struct opts o;
     char err[8];
     char *argv[] = {"--unknown-flag"};
-    CHECK_EQ(cfg_parse(flags, N_FLAGS, &o, 1, argv, NULL, 0, NULL, err, sizeof err),
-             ERR_INVAL);
+    CHECK_EQ(cfg_parse(flags, N_FLAGS, &o, 1, argv, NULL, 0, NULL, err, sizeof err), ERR_INVAL);
     CHECK_STREQ(err, "unknown");
     CHECK_EQ(cfg_parse(flags, N_FLAGS, &o, 1, argv, NULL, 0, NULL, NULL, 0), ERR_INVAL);
 }

@@ -130,12 +130,30 @@ static void run_inp_out(const char *tokdir, const char *vec, bool strip_round)
     free(out);
 }
 
-TEST(vectors_gpt2) { run_inp_out("tokenizers/gpt2", "llama.cpp/ggml-vocab-gpt-2.gguf", false); }
-TEST(vectors_llama3) { run_inp_out("tokenizers/llama3", "llama.cpp/ggml-vocab-llama-bpe.gguf", false); }
-TEST(vectors_qwen2) { run_inp_out("tokenizers/qwen2", "llama.cpp/ggml-vocab-qwen2.gguf", false); }
-TEST(vectors_llama2) { run_inp_out("tokenizers/llama2", "llama.cpp/ggml-vocab-llama-spm.gguf", false); }
-TEST(vectors_phi3) { run_inp_out("tokenizers/llama2", "llama.cpp/ggml-vocab-phi-3.gguf", false); }
-TEST(vectors_mistral) { run_inp_out("tokenizers/mistral-v3", "derived/mistral-v3", true); }
+TEST(vectors_gpt2)
+{
+    run_inp_out("tokenizers/gpt2", "llama.cpp/ggml-vocab-gpt-2.gguf", false);
+}
+TEST(vectors_llama3)
+{
+    run_inp_out("tokenizers/llama3", "llama.cpp/ggml-vocab-llama-bpe.gguf", false);
+}
+TEST(vectors_qwen2)
+{
+    run_inp_out("tokenizers/qwen2", "llama.cpp/ggml-vocab-qwen2.gguf", false);
+}
+TEST(vectors_llama2)
+{
+    run_inp_out("tokenizers/llama2", "llama.cpp/ggml-vocab-llama-spm.gguf", false);
+}
+TEST(vectors_phi3)
+{
+    run_inp_out("tokenizers/llama2", "llama.cpp/ggml-vocab-phi-3.gguf", false);
+}
+TEST(vectors_mistral)
+{
+    run_inp_out("tokenizers/mistral-v3", "derived/mistral-v3", true);
+}
 
 /* run_testplans: gpt-tokenizer's TestPlans.txt blocks for one encoding. */
 static void run_testplans(const char *tokdir, const char *encoding, int expect_cases)
@@ -161,8 +179,8 @@ static void run_testplans(const char *tokdir, const char *encoding, int expect_c
         for (size_t i = 0; i < nw; i++)
             want[i] = (int32_t)json_integer_value(json_array_get(arr, i));
         json_decref(arr);
-        bad += one_case(e, t, sample, (size_t)(nl - sample), want, nw, sample,
-                        (size_t)(nl - sample));
+        bad +=
+            one_case(e, t, sample, (size_t)(nl - sample), want, nw, sample, (size_t)(nl - sample));
         cases++;
         p = nl;
     }
@@ -174,8 +192,14 @@ static void run_testplans(const char *tokdir, const char *encoding, int expect_c
     free(txt);
 }
 
-TEST(testplans_cl100k) { run_testplans("tokenizers/cl100k", "cl100k_base", 64); }
-TEST(testplans_r50k) { run_testplans("tokenizers/gpt2", "r50k_base", 64); }
+TEST(testplans_cl100k)
+{
+    run_testplans("tokenizers/cl100k", "cl100k_base", 64);
+}
+TEST(testplans_r50k)
+{
+    run_testplans("tokenizers/gpt2", "r50k_base", 64);
+}
 
 /* stories260K: the golden prompts' ids (with BOS) and generated text. */
 static void golden_prompt(const char *file)
@@ -219,14 +243,21 @@ static void golden_prompt(const char *file)
     free(js);
 }
 
-TEST(stories_golden_once_upon) { golden_prompt("golden_prompt_once_upon_a_time.json"); }
-TEST(stories_golden_tom_and_sue) { golden_prompt("golden_prompt_tom_and_sue.json"); }
+TEST(stories_golden_once_upon)
+{
+    golden_prompt("golden_prompt_once_upon_a_time.json");
+}
+TEST(stories_golden_tom_and_sue)
+{
+    golden_prompt("golden_prompt_tom_and_sue.json");
+}
 
 TEST(stories_golden_greedy_text)
 {
     char path[1024];
     size_t n, tn;
-    snprintf(path, sizeof path, "%s/models/stories260K/golden/golden_greedy_ids.json", test_fixtures());
+    snprintf(path, sizeof path, "%s/models/stories260K/golden/golden_greedy_ids.json",
+             test_fixtures());
     char *js = slurp(path, &n);
     snprintf(path, sizeof path, "%s/models/stories260K/golden/golden_greedy.txt", test_fixtures());
     char *txt = slurp(path, &tn);
@@ -372,7 +403,8 @@ static void expect_load_error(const char *json, int code, const char *needle)
     }
 }
 
-#define BPE_MODEL "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}"
+#define BPE_MODEL                                                                                  \
+    "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}"
 
 TEST(load_errors_name_the_field)
 {
@@ -389,15 +421,16 @@ TEST(load_errors_name_the_field)
                       "Unigram");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}",
                       ERR_PARSE, "model.merges[0]");
-    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}", ERR_PARSE,
-                      "model.vocab");
+    expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-1},\"merges\":[]}}",
+                      ERR_PARSE, "model.vocab");
     expect_load_error("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a\"]}}",
                       ERR_PARSE, "model.merges[0]");
-    expect_load_error("{" BPE_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}",
-                      ERR_UNSUPPORTED, "normalizer");
-    expect_load_error("{" BPE_MODEL ",\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":"
-                      "[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}]}}",
-                      ERR_PARSE, "pre_tokenizer.pretokenizers[0]");
+    expect_load_error("{" BPE_MODEL ",\"normalizer\":{\"type\":\"Precompiled\"}}", ERR_UNSUPPORTED,
+                      "normalizer");
+    expect_load_error(
+        "{" BPE_MODEL ",\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":"
+        "[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}]}}",
+        ERR_PARSE, "pre_tokenizer.pretokenizers[0]");
     expect_load_error("{" BPE_MODEL ",\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":"
                       "{\"Regex\":\"a\"},\"behavior\":\"Sideways\"}}",
                       ERR_PARSE, "behavior");

@@ -82,8 +82,8 @@ TEST(incomplete_tail)
     CHECK_EQ(utf8_incomplete_tail("a\xE2\x96", 3), 2);
     CHECK_EQ(utf8_incomplete_tail("\xF0\x9F\x98", 3), 3);
     CHECK_EQ(utf8_incomplete_tail("\xF0\x9F\x98\x80", 4), 0);
-    CHECK_EQ(utf8_incomplete_tail("a\xFF", 2), 0);     /* nothing can complete it */
-    CHECK_EQ(utf8_incomplete_tail("\xED\xA0", 2), 0);  /* a surrogate can never be completed */
+    CHECK_EQ(utf8_incomplete_tail("a\xFF", 2), 0);    /* nothing can complete it */
+    CHECK_EQ(utf8_incomplete_tail("\xED\xA0", 2), 0); /* a surrogate can never be completed */
     CHECK_EQ(utf8_incomplete_tail("\xC3\xA9", 2), 0);
 }
 

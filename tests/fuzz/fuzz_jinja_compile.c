@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     if (jinja_compile((const char *)data, size, &t, err, sizeof err) != 0)
         return 0;
-    struct jinja_limits lim = {.max_output = 1 << 16, .max_memory = 8 << 20, .max_steps = 20000,
-                               .max_depth = 64};
+    struct jinja_limits lim = {
+        .max_output = 1 << 16, .max_memory = 8 << 20, .max_steps = 20000, .max_depth = 64};
     struct buf out;
     buf_init(&out, 0);
     jinja_render(t, vars, "2025-01-15T10:30:00", &lim, &out, err, sizeof err);

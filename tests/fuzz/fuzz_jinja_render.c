@@ -67,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 .extra = in,
                                 .now = "2025-01-15T10:30:00",
                                 .normalize = (data[0] & 2) != 0};
-        struct jinja_limits lim = {.max_output = 1 << 20, .max_memory = 32 << 20,
-                                   .max_steps = 200000, .max_depth = 100};
+        struct jinja_limits lim = {
+            .max_output = 1 << 20, .max_memory = 32 << 20, .max_steps = 200000, .max_depth = 100};
         struct buf out;
         char err[512];
         buf_init(&out, 0);

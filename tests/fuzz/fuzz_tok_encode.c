@@ -13,9 +13,9 @@
 #include "common/tokenizer.h"
 #include "common/utf8.h"
 
-static const char *const names[] = {"tokenizers/gpt2", "tokenizers/llama3", "tokenizers/qwen2",
-                                    "tokenizers/mistral-v3", "tokenizers/llama2",
-                                    "models/stories260K"};
+static const char *const names[] = {"tokenizers/gpt2",   "tokenizers/llama3",
+                                    "tokenizers/qwen2",  "tokenizers/mistral-v3",
+                                    "tokenizers/llama2", "models/stories260K"};
 #define N_TOK (sizeof names / sizeof *names)
 static struct tokenizer *toks[N_TOK];
 static struct tok_enc *encs[N_TOK];

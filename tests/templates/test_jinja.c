@@ -161,7 +161,8 @@ TEST(compiled_template_is_shared_by_threads)
     char err[256];
     REQUIRE(jinja_compile(src, sizeof src - 1, &t, err, sizeof err) == 0);
     json_t *vars = json_loads("{\"messages\": [{\"role\": \"user\", \"content\": \"héllo\"},"
-                              "{\"role\": \"assistant\", \"content\": \"wörld\"}]}", 0, NULL);
+                              "{\"role\": \"assistant\", \"content\": \"wörld\"}]}",
+                              0, NULL);
     struct job jobs[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
