@@ -1091,6 +1091,67 @@ static int exec_call_block(struct eval *E, struct jscope *sc, const struct jnode
     return rc ? rc : emit(E, res.u.s.p, res.u.s.n);
 }
 
+/* plain_str: a str that is not Markup (so '+' just joins it). */
+static bool plain_str(const struct jv *v)
+{
+    return v->type == JV_STR && !(v->flags & JV_F_SAFE);
+}
+
+/*
+ * print_sum: prints `a + b + c ...` (a left-nested chain of '+'). While the operands are plain
+ * strings it keeps them as pieces and writes them one after another instead of building each
+ * intermediate string; at the first operand that is not, it joins the pieces so far and goes
+ * on with the ordinary '+'. Operands are evaluated in the chain's order and each '+' is
+ * checked before the next operand is evaluated, as Python does.
+ */
+static int print_sum(struct eval *E, struct jscope *sc, const struct jnode *n)
+{
+    enum { MAX_CHAIN = 32 };
+    const struct jnode *chain[MAX_CHAIN];
+    size_t k = 0;
+    for (; n->kind == N_BINOP && n->op == OP_ADD && k < MAX_CHAIN; n = n->a)
+        chain[k++] = n;
+    struct jv acc, pieces[MAX_CHAIN + 1];
+    size_t np = 0, total = 0;
+    int rc = eval_expr(E, sc, n, &acc); /* the leftmost operand (or the sum below the cap) */
+    bool joining = rc == 0 && plain_str(&acc);
+    if (joining)
+        pieces[np++] = acc, total = acc.u.s.n;
+    for (size_t i = k; rc == 0 && i-- > 0;) {
+        struct jv b;
+        if ((rc = eval_expr(E, sc, chain[i]->b, &b)))
+            break;
+        if (joining && plain_str(&b)) {
+            pieces[np++] = b;
+            total += b.u.s.n;
+            continue;
+        }
+        if (joining) { /* the pieces so far become one string, and '+' takes over */
+            char *d = jinja_alloc(E->rt, total);
+            if (!d)
+                return jinja_oom(E->rt);
+            for (size_t j = 0, at = 0; j < np; at += pieces[j++].u.s.n)
+                memcpy(d + at, pieces[j].u.s.p, pieces[j].u.s.n);
+            acc = jv_str(d, total);
+            joining = false;
+        }
+        rc = jinja_binop(E->rt, OP_ADD, acc, b, &acc);
+    }
+    if (rc)
+        return rc;
+    for (size_t j = 0; joining && j < np; j++)
+        if ((rc = emit(E, pieces[j].u.s.p, pieces[j].u.s.n)))
+            return rc;
+    if (joining)
+        return 0;
+    if (acc.type == JV_STR)
+        return emit(E, acc.u.s.p, acc.u.s.n);
+    rc = jv_to_str(E->rt, &acc, E->rt->out);
+    if (rc == ERR_LIMIT)
+        jinja_fail(E->rt, "RuntimeError", "the template's output exceeded its limit");
+    return rc;
+}
+
 static int exec_stmt(struct eval *E, struct jscope *sc, const struct jnode *n)
 {
     struct jinja_rt *rt = E->rt;
@@ -1102,6 +1163,8 @@ static int exec_stmt(struct eval *E, struct jscope *sc, const struct jnode *n)
     switch (n->kind) {
     case S_DATA: return emit(E, n->str, n->len);
     case S_PRINT:
+        if (n->a->kind == N_BINOP && n->a->op == OP_ADD)
+            return print_sum(E, sc, n->a);
         if ((rc = eval_expr(E, sc, n->a, &v)))
             return rc;
         if (v.type == JV_STR)
