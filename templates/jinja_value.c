@@ -754,8 +754,11 @@ static int json_container(const struct json_writer *w, const struct jv *v, int l
         rc = json_item_prefix(w, i == 0, level + 1);
         if (rc == 0 && dict && (rc = json_key(w, &v->u.d->k[k])) == 0)
             rc = json_key_sep(w);
-        if (rc == 0)
-            rc = json_value(w, dict ? &v->u.d->v[k] : &v->u.l->v[k], level + 1);
+        const struct jv *item = dict ? &v->u.d->v[k] : &v->u.l->v[k];
+        if (rc == 0 && item->type == JV_STR) /* the common leaf, without the call */
+            rc = json_str(item->u.s.p, item->u.s.n, w->o->ensure_ascii, w->out);
+        else if (rc == 0)
+            rc = json_value(w, item, level + 1);
     }
     if (rc == 0 && n && w->o->indent)
         rc = json_item_prefix(w, true, level);
