@@ -814,28 +814,29 @@ static int f_safe(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv 
     return rc;
 }
 
+/* escape (e): markupsafe.escape: Markup passes unchanged, anything else is converted to str
+ * and escaped. */
 static int f_escape(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv *out)
 {
     (void)a;
+    if (in.type == JV_STR && (in.flags & JV_F_SAFE)) {
+        *out = in;
+        return 0;
+    }
     struct jv s;
     int rc = jv_as_str(rt, &in, &s);
-    struct buf b;
-    buf_init(&b, rt->max_out);
-    for (size_t i = 0; rc == 0 && i < s.u.s.n; i++) {
-        char c = s.u.s.p[i];
-        const char *e = c == '&'    ? "&amp;"
-                        : c == '<'  ? "&lt;"
-                        : c == '>'  ? "&gt;"
-                        : c == '"'  ? "&#34;"
-                        : c == '\'' ? "&#39;"
-                                    : NULL;
-        rc = e ? buf_append_str(&b, e) : buf_append_byte(&b, c);
-    }
     if (rc == 0)
-        rc = jv_str_copy(rt, b.p, b.n, out);
+        rc = jinja_html_escape(rt, s, out);
     out->flags = JV_F_SAFE;
-    buf_deinit(&b);
     return rc;
+}
+
+/* forceescape: escapes even Markup. */
+static int f_forceescape(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv *out)
+{
+    if (in.type == JV_STR)
+        in.flags &= (uint8_t)~JV_F_SAFE;
+    return f_escape(rt, in, a, out);
 }
 
 static int f_center(struct jinja_rt *rt, struct jv in, struct jargs *a, struct jv *out)
@@ -968,7 +969,7 @@ static const struct {
     {"capitalize", f_capitalize}, {"center", f_center}, {"count", f_length},
     {"d", f_default},       {"default", f_default},   {"dictsort", f_dictsort},
     {"e", f_escape},        {"escape", f_escape},     {"first", f_first},
-    {"float", f_float},     {"forceescape", f_escape}, {"format", f_format},
+    {"float", f_float},     {"forceescape", f_forceescape}, {"format", f_format},
     {"indent", f_indent},   {"int", f_int},           {"items", f_items},
     {"join", f_join},       {"last", f_last},         {"length", f_length},
     {"list", f_list},       {"lower", f_lower},       {"map", f_map},

@@ -609,8 +609,7 @@ static int float_arith(struct jinja_rt *rt, int op, double x, double y, struct j
     }
 }
 
-/* html_escape: markupsafe's escape of a str (& < > " '). */
-static int html_escape(struct jinja_rt *rt, struct jv s, struct jv *out)
+int jinja_html_escape(struct jinja_rt *rt, struct jv s, struct jv *out)
 {
     struct buf b;
     buf_init(&b, rt->max_out);
@@ -637,9 +636,9 @@ static int concat_seq(struct jinja_rt *rt, struct jv a, struct jv b, struct jv *
         /* Markup + str (or str + Markup): the plain side is HTML-escaped; Markup results */
         int rc = 0;
         if (!(a.flags & JV_F_SAFE))
-            rc = html_escape(rt, a, &a);
+            rc = jinja_html_escape(rt, a, &a);
         if (rc == 0 && !(b.flags & JV_F_SAFE))
-            rc = html_escape(rt, b, &b);
+            rc = jinja_html_escape(rt, b, &b);
         a.flags = b.flags = 0;
         if (rc == 0)
             rc = concat_seq(rt, a, b, out);

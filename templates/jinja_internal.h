@@ -233,6 +233,10 @@ int jinja_loop_items(struct jinja_rt *rt, const struct jv *loop, struct jv *out)
 int jinja_print_object(struct jinja_rt *rt, const struct jv *v, struct buf *out);
 int jinja_binop(struct jinja_rt *rt, int op, struct jv a, struct jv b, struct jv *out);
 
+/* jinja_html_escape: markupsafe's escape of the str s (& < > " ' become entities), as a new
+ * plain str in *out (the caller marks it Markup where it is one). */
+int jinja_html_escape(struct jinja_rt *rt, struct jv s, struct jv *out);
+
 /* Python-compatible string services (jinja_pystr.c). */
 int jinja_str_format(struct jinja_rt *rt, struct jv fmt, struct jargs *args, struct jv *out);
 int jinja_percent_format(struct jinja_rt *rt, struct jv fmt, struct jv args, struct jv *out);

@@ -155,6 +155,9 @@ TESTS = [
     ("{{ -9223372036854775807 % 3 }}{{ -9223372036854775807 // 3 }}{{ 9223372036854775807 % -2 }}", {}),
     ("{{ '%99999999999d' % 1 }}", {}),
     ("{{ '{:99999999999}'.format(1) }}", {}),
+    # escaping: escape leaves Markup alone, forceescape does not
+    ("{{ '<a>' | safe | e }}|{{ '<a>' | safe | forceescape }}|{{ '<&\"\'>' | escape }}|{{ 5 | e }}|{{ none | e }}", {}),
+    ("{{ ('<b>' | e) + '<i>' }}|{{ '<i>' + ('<b>' | e) }}|{{ ('<b>' | e | e) | length }}", {}),
     # printed '+' chains (printed piece by piece while the operands are plain strings)
     ("{{ 'a' + b + 'c' + d | upper + 'e' }}", {"b": "<b>", "d": "dd"}),
     ("{{ 'a' + 'b' | safe + '<c>' + 'd' }}[{{ ('<a>' + 'b' | safe) | length }}]", {}),
