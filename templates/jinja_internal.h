@@ -49,6 +49,7 @@ struct jtoken {
     uint8_t type;
     uint8_t op;
     int line;
+    int col;       /* 1-based, in characters */
     const char *p; /* T_NAME, T_STRING, T_DATA */
     size_t n;
     int64_t i; /* T_INT */

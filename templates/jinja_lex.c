@@ -5,6 +5,7 @@
  * spaces between a line's start and a "{%" or "{#" (not "{{"; "{%+" keeps them). After a
  * tag, "-%}" eats all whitespace and "%}" / "#}" one newline (trim_blocks).
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,32 @@ struct lexer {
     size_t n, pos;
     int line;
     bool line_starting;
+    size_t tok;                /* where the token being lexed starts */
+    size_t col_pos, col_chars; /* col_at's memo: characters from a line start to col_pos */
     struct jtokens *out;
     char *err;
     size_t errlen;
     char balance[256]; /* open brackets inside a tag */
     int nbal;
 };
+
+/* col_at: the 1-based column, in characters, of offset o of the source. Offsets asked for
+ * mostly grow, so the memo keeps the scans linear over a whole template. */
+static int col_at(struct lexer *L, size_t o)
+{
+    if (o > L->n)
+        o = L->n;
+    if (o < L->col_pos) /* behind the memo: restart from o's line */
+        L->col_pos = 0, L->col_chars = 0;
+    const char *s = L->s;
+    const char *nl = o > L->col_pos ? memrchr(s + L->col_pos, '\n', o - L->col_pos) : NULL;
+    size_t from = nl ? (size_t)(nl - s) + 1 : L->col_pos, chars = nl ? 0 : L->col_chars;
+    for (size_t k = from; k < o; k++)
+        chars += ((unsigned char)s[k] & 0xC0) != 0x80;
+    L->col_pos = o;
+    L->col_chars = chars;
+    return chars < INT_MAX ? (int)chars + 1 : INT_MAX;
+}
 
 static int lex_fail(struct lexer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -39,7 +60,8 @@ static int lex_fail(struct lexer *L, const char *fmt, ...)
             k += vsnprintf(L->err + k, L->errlen - (size_t)k, fmt, ap);
         va_end(ap);
         if (k >= 0 && (size_t)k < L->errlen)
-            snprintf(L->err + k, L->errlen - (size_t)k, " (line %d)", L->line);
+            snprintf(L->err + k, L->errlen - (size_t)k, " (line %d, column %d)", L->line,
+                     col_at(L, L->pos));
     }
     return ERR_PARSE;
 }
@@ -56,6 +78,7 @@ static int push(struct lexer *L, struct jtoken t)
         o->cap = c;
     }
     t.line = t.line ? t.line : L->line;
+    t.col = t.col ? t.col : col_at(L, L->tok);
     o->v[o->n++] = t;
     return 0;
 }
@@ -112,6 +135,7 @@ static int emit_data(struct lexer *L, const char *d, size_t n, char sign, bool l
         if ((l_pos > 0 || L->line_starting) && l_pos < n && skip_space(d, n, l_pos) == n)
             keep = l_pos;
     }
+    L->tok = (size_t)(d - L->s);
     int rc = keep ? push(L, (struct jtoken){.type = T_DATA, .p = d, .n = keep}) : 0;
     L->line += count_nl(d, n);
     return rc;
@@ -451,6 +475,7 @@ static int lex_token(struct lexer *L)
     const char *s = L->s;
     size_t n = L->n, i = L->pos, l;
     int64_t iv = 0;
+    L->tok = i;
     if ((l = float_at(s, n, i))) {
         char tmp[128];
         size_t t = 0;
@@ -503,6 +528,7 @@ static int lex_tag(struct lexer *L, bool block)
                             block ? "statement block" : "print statement");
         size_t e = L->nbal ? 0 : tag_end_at(s, n, L->pos, block ? '%' : '}', block);
         if (e) {
+            L->tok = L->pos;
             L->line += count_nl(s + L->pos, e);
             L->pos += e;
             L->line_starting = s[L->pos - 1] == '\n';
@@ -560,6 +586,7 @@ int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, c
         size_t raw = kind == '%' ? raw_begin_at(L.s, L.n, t) : 0;
         rc = emit_data(&L, L.s + L.pos, t - L.pos, sign, kind != '{');
         L.pos = t + 2 + (sign != 0);
+        L.tok = t;
         L.line_starting = false;
         if (rc)
             break;
@@ -578,8 +605,10 @@ int jinja_lex(struct arena *a, const char *src, size_t n, struct jtokens *out, c
         memcpy(m, L.err ? L.err : "", mn + 1);
         if (L.err && L.errlen)
             L.err[0] = 0;
+        L.tok = L.pos;
         rc = push(&L, (struct jtoken){.type = T_LEXERR, .p = m, .n = mn});
     }
+    L.tok = L.n;
     if (rc == 0)
         rc = push(&L, (struct jtoken){.type = T_EOF});
     return rc;

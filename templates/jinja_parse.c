@@ -65,9 +65,10 @@ static int parse_failv(struct parser *P, const char *cls, const char *fmt, va_li
         int k = snprintf(P->err, P->errlen, "%s: ", cls);
         if (k >= 0 && (size_t)k < P->errlen)
             k += vsnprintf(P->err + k, P->errlen - (size_t)k, fmt, ap);
+        const struct jtoken *at = &P->t[P->pos < P->n ? P->pos : P->n - 1];
         if (k >= 0 && (size_t)k < P->errlen)
-            snprintf(P->err + k, P->errlen - (size_t)k, " (line %d)",
-                     P->t[P->pos < P->n ? P->pos : P->n - 1].line);
+            snprintf(P->err + k, P->errlen - (size_t)k, " (line %d, column %d)", at->line,
+                     at->col);
     }
     return ERR_PARSE;
 }
@@ -569,13 +570,16 @@ static int parse_filter(struct parser *P, struct jnode *in, bool start_inline, s
         struct jnode *f = node_new(P, N_FILTER);
         if (!f)
             return ERR_NOMEM;
+        size_t name_at = P->pos;
         int rc = dotted_name(P, &f->str, &f->len);
         if (rc)
             return rc;
         f->builtin = jinja_filter_id(f->str, f->len);
-        if (f->builtin < 0)
+        if (f->builtin < 0) {
+            P->pos = name_at; /* the error points at the name */
             return parse_fail_cls(P, "TemplateAssertionError", "No filter named '%.*s'.",
                                   (int)f->len, f->str);
+        }
         if (is_op(cur(P), OP_LPAREN) && (rc = parse_call_args(P, f)))
             return rc;
         f->a = *out;
@@ -595,13 +599,16 @@ static int parse_test(struct parser *P, struct jnode **node)
     struct jnode *t = node_new(P, N_TEST);
     if (!t)
         return ERR_NOMEM;
+    size_t name_at = P->pos;
     int rc = dotted_name(P, &t->str, &t->len);
     if (rc)
         return rc;
     t->builtin = jinja_test_id(t->str, t->len);
-    if (t->builtin < 0)
+    if (t->builtin < 0) {
+        P->pos = name_at; /* the error points at the name */
         return parse_fail_cls(P, "TemplateAssertionError", "No test named '%.*s'.", (int)t->len,
                               t->str);
+    }
     t->flag = negated;
     t->a = *node;
     const struct jtoken *c = cur(P);

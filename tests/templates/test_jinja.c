@@ -92,15 +92,46 @@ TEST(memory_limit)
                  &lim, ERR_LIMIT, "MemoryError");
 }
 
-TEST(syntax_errors_have_lines)
+/* where_of: "(line L, column C)" for the first `mark` in src, C counted in characters. */
+static void where_of(const char *src, const char *mark, char *out, size_t n)
+{
+    const char *at = strstr(src, mark), *line_start = src;
+    int line = 1, col = 1;
+    for (const char *p = src; p < at; p++)
+        if (*p == '\n')
+            line++, line_start = p + 1;
+    for (const char *p = line_start; p < at; p++)
+        col += ((unsigned char)*p & 0xC0) != 0x80;
+    snprintf(out, n, "(line %d, column %d)", line, col);
+}
+
+static void expect_compile_error_at(const char *src, const char *cls, const char *mark)
 {
     struct jinja_template *t = NULL;
-    char err[256];
-    static const char src[] = "line one\n{% if x %}\n{{ 1 + }}\n{% endif %}";
-    CHECK_EQ(jinja_compile(src, sizeof src - 1, &t, err, sizeof err), ERR_PARSE);
+    char err[256], where[64];
+    CHECK_EQ(jinja_compile(src, strlen(src), &t, err, sizeof err), ERR_PARSE);
     CHECK(t == NULL);
-    CHECK(strstr(err, "TemplateSyntaxError") == err);
-    CHECK(strstr(err, "(line 3)") != NULL);
+    CHECK(strstr(err, cls) == err);
+    where_of(src, mark, where, sizeof where);
+    if (!strstr(err, where))
+        TEST_FAIL_AT("%s: want %s in \"%s\"", src, where, err);
+}
+
+TEST(syntax_errors_have_lines_and_columns)
+{
+    /* the parser's errors point at the token where parsing stopped */
+    expect_compile_error_at("line one\n{% if x %}\n{{ 1 + }}\n{% endif %}", "TemplateSyntaxError",
+                            "}}");
+    expect_compile_error_at("a\n  {% if %}", "TemplateSyntaxError", "%}");
+    expect_compile_error_at("x\n{% do x %}", "TemplateSyntaxError", "do");
+    /* the lexer's at the offending character; columns count characters, not bytes */
+    expect_compile_error_at("h\xc3\xa9llo {{ 1 }}\n  \xc3\xa9\xe2\x82\xac {{ x $ }}",
+                            "TemplateSyntaxError", "$");
+    expect_compile_error_at("ok\n\xf0\x9f\x98\x80{{ 'abc", "TemplateSyntaxError", "'abc");
+    /* unknown filters and tests at their names */
+    expect_compile_error_at("{{ x | trim | nosuch }}", "TemplateAssertionError", "nosuch");
+    expect_compile_error_at("\n\n{% if x is nosuch %}{% endif %}", "TemplateAssertionError",
+                            "nosuch");
 }
 
 /* fuzz finding: formatting widths above int range overflowed, and the cap then looped */
