@@ -31,7 +31,6 @@ def request():
                 "function": {"name": f"tool_{t % 10}", "arguments": {"query": f"item {t}", "limit": 3}}}]})
         else:
             msgs.append({"role": "assistant", "content": f"Here is what I found about item {t}."})
-    msgs[-1:] = [msgs[-1]] if msgs[-1]["role"] == "user" else msgs[-1:]
     return {"messages": msgs, "tools": tools, "add_generation_prompt": True,
             "bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "_now": "2025-01-15T10:30:00"}
 
