@@ -52,6 +52,11 @@ TEMPLATES_SRC := $(sort $(wildcard templates/*.c))
 TEMPLATES_OBJ := $(TEMPLATES_SRC:%.c=$(BUILD)/%.o)
 TEMPLATES_LIB := $(BUILD)/libkiln_templates.a
 
+# the worker: models, backends, and the C references of the kernels
+WORKER_SRC := $(sort $(wildcard worker/*.c kernels/ref/*.c))
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+WORKER_LIB := $(BUILD)/libkiln_worker.a
+
 CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
@@ -60,6 +65,10 @@ TEST_SRC  := $(sort $(wildcard tests/common/test_*.c))
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TTEST_SRC  := $(sort $(wildcard tests/templates/test_*.c))
 TTEST_BINS := $(TTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+WTEST_SRC  := $(sort $(wildcard tests/worker/test_*.c))
+WTEST_BINS := $(WTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# tools the Python model tests drive (not tests themselves)
+MODEL_TOOLS := $(BUILD)/tests/model/forward_runner
 
 BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -69,13 +78,13 @@ FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 .PHONY: all test bench fuzz fuzz-build clean print-nvcc run deps
-all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(BENCH_BINS)
+all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(WTEST_BINS) $(MODEL_TOOLS) $(BENCH_BINS)
 
 # deps: installs the Debian and PyPI dependencies once, when they are missing.
 DEPS_STAMP := $(BUILD)/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
-	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, pytest" 2>/dev/null || \
+	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, jinja2, numpy, pytest" 2>/dev/null || \
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
@@ -95,7 +104,11 @@ $(TEMPLATES_LIB): $(TEMPLATES_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kiln: $(CLI_OBJ) $(TEMPLATES_LIB) $(COMMON_LIB)
+$(WORKER_LIB): $(WORKER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(WORKER_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/templates/%: $(BUILD)/tests/templates/%.o $(TEMPLATES_LIB) $(COMMON_LIB)
@@ -106,7 +119,15 @@ $(BUILD)/tests/common/%: $(BUILD)/tests/common/%.o $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(TEMPLATES_LIB) $(COMMON_LIB)
+$(BUILD)/tests/worker/%: $(BUILD)/tests/worker/%.o $(WORKER_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/model/%: $(BUILD)/tests/model/%.o $(WORKER_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/bench/%: $(BUILD)/tests/bench/%.o $(WORKER_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

@@ -14,5 +14,6 @@ struct cli_command {
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 #endif

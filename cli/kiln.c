@@ -14,6 +14,7 @@ static const struct cli_command commands[] = {
      cmd_detokenize},
     {"chat-template", "render TEMPLATE_FILE INPUT_JSON: a chat template, as transformers does",
      cmd_chat_template},
+    {"generate", "run a model offline on the CPU: --model DIR --prompt TEXT", cmd_generate},
 };
 
 static void usage(FILE *out)

@@ -26,6 +26,14 @@ for drv in "$build"/fuzz_*; do
         python3 tests/fuzz/seeds_jinja.py compile "$fixtures" "$corpus"
         extra=(-dict=tests/fuzz/jinja.dict -max_len=16384)
         ;;
+    fuzz_safetensors)
+        python3 tests/fuzz/seeds_safetensors.py "$fixtures" "$corpus"
+        extra=(-dict=tests/fuzz/safetensors.dict -max_len=1048576)
+        ;;
+    fuzz_model_config)
+        python3 tests/fuzz/seeds_model_config.py "$fixtures" "$corpus"
+        extra=(-dict=tests/fuzz/model_config.dict -max_len=16384)
+        ;;
     fuzz_jinja_render)
         python3 tests/fuzz/seeds_jinja.py render "$fixtures" "$corpus"
         extra=(-max_len=16384)
