@@ -27,8 +27,10 @@ struct mc_ctx {
 };
 
 /* mc_fail: "<file>: <field>: <message>" into err, on one line; returns code. */
-__attribute__((format(printf, 4, 5))) static int mc_fail(const struct mc_ctx *c, int code,
-                                                         const char *field, const char *fmt, ...)
+static int mc_fail(const struct mc_ctx *c, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int mc_fail(const struct mc_ctx *c, int code, const char *field, const char *fmt, ...)
 {
     if (!c->err || !c->errlen)
         return code;

@@ -95,6 +95,9 @@ static void quote_name(char *out, const char *name)
 /* st_vfail: formats "<label>: [tensor "<name>": ]<message>" into err, on one line (control
  * characters become '?'); returns code. */
 static int st_vfail(char *err, size_t errlen, int code, const char *label, const char *tensor,
+                    const char *fmt, va_list ap) __attribute__((format(printf, 6, 0)));
+
+static int st_vfail(char *err, size_t errlen, int code, const char *label, const char *tensor,
                     const char *fmt, va_list ap)
 {
     if (!err || !errlen)
@@ -115,9 +118,11 @@ static int st_vfail(char *err, size_t errlen, int code, const char *label, const
     return code;
 }
 
-__attribute__((format(printf, 6, 7))) static int st_fail(char *err, size_t errlen, int code,
-                                                         const char *label, const char *tensor,
-                                                         const char *fmt, ...)
+static int st_fail(char *err, size_t errlen, int code, const char *label, const char *tensor,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int st_fail(char *err, size_t errlen, int code, const char *label, const char *tensor,
+                   const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -126,8 +131,10 @@ __attribute__((format(printf, 6, 7))) static int st_fail(char *err, size_t errle
     return code;
 }
 
-__attribute__((format(printf, 4, 5))) static int ctx_fail(const struct st_ctx *c, int code,
-                                                          const char *tensor, const char *fmt, ...)
+static int ctx_fail(const struct st_ctx *c, int code, const char *tensor, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int ctx_fail(const struct st_ctx *c, int code, const char *tensor, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

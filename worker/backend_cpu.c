@@ -27,7 +27,7 @@ struct backend_cpu {
     struct backend base;
     struct threadpool *pool;
     const struct cpu_kernels *k;
-    float *scratch; /* [n_threads][CPU_KC * 16], 64-byte aligned */
+    float *scratch; /* [n_threads][CPU_SCRATCH_FLOATS], 64-byte aligned */
 };
 
 static struct backend_cpu *cpu_of(struct backend *b)
@@ -337,7 +337,8 @@ static void matmul_loop(void *ctx, int i, int n)
     long b, e;
     threadpool_split((long)j->mm.w->n_panels, 1, i, n, &b, &e);
     if (b < e)
-        j->c->k->matmul(&j->mm, (size_t)b, (size_t)e, j->c->scratch + (size_t)i * CPU_KC * 16);
+        j->c->k->matmul(&j->mm, (size_t)b, (size_t)e,
+                        j->c->scratch + (size_t)i * CPU_SCRATCH_FLOATS);
 }
 
 static void cpu_matmul(struct backend *b, float *out, size_t ldo, const float *x, size_t ldx,
@@ -444,7 +445,7 @@ int backend_cpu_new(int n_threads, enum backend_simd simd, struct backend **out)
         return ERR_NOMEM;
     c->base.ops = &cpu_ops;
     c->k = k;
-    c->scratch = big_alloc((size_t)n_threads * CPU_KC * 16 * sizeof(float));
+    c->scratch = big_alloc((size_t)n_threads * CPU_SCRATCH_FLOATS * sizeof(float));
     int rc = c->scratch ? threadpool_new(n_threads, &c->pool) : ERR_NOMEM;
     if (rc) {
         free(c->scratch);

@@ -18,6 +18,10 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+#ifndef CPU_PREFETCH_COLS
+#define CPU_PREFETCH_COLS 64 /* matvec: prefetch this many columns ahead in a panel */
+#endif
+
 /* load16: column c of panel pp as two fp32 vectors (rows 0-7, rows 8-15). */
 INLINE void load16(enum kn_dtype dt, const void *pp, size_t c, __m256 *lo, __m256 *hi)
 {
@@ -66,6 +70,8 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, int U, const struct cpu_mm *m,
     size_t c = 0, cols = w->cols;
     if (U == 2)
         for (; c + 2 <= cols; c += 2) {
+            _mm_prefetch((const char *)pp + (c + CPU_PREFETCH_COLS) * 16 * cpu_dtype_size(dt),
+                         _MM_HINT_T0);
             __m256 w0l, w0h, w1l, w1h;
             load16(dt, pp, c, &w0l, &w0h);
             load16(dt, pp, c + 1, &w1l, &w1h);
@@ -80,6 +86,9 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, int U, const struct cpu_mm *m,
             }
         }
     for (; c < cols; c++) {
+        if ((c & 1) == 0)
+            _mm_prefetch((const char *)pp + (c + CPU_PREFETCH_COLS) * 16 * cpu_dtype_size(dt),
+                         _MM_HINT_T0);
         __m256 wl, wh;
         load16(dt, pp, c, &wl, &wh);
 #pragma GCC unroll 8
@@ -96,10 +105,11 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, int U, const struct cpu_mm *m,
                 _mm256_add_ps(a[0][t][1], a[1][t][1]), bias, m->accumulate);
 }
 
-/* ukernel: c[M][16] = start + x[M][kc] . buf[kc][16], start being c when load_c, else 0,
- * plus bias when given. buf: fp32 [kc][16]. */
-INLINE void ukernel(int M, const float *buf, size_t kc, const float *x, size_t ldx, float *c,
-                    size_t ldc, int load_c, const float *bias)
+/* ukernel: c[M][16] = start + xp[kc][6] . buf[kc][16], start being c when load_c, else 0,
+ * plus bias when given. buf: fp32 [kc][16]; xp: a packed tile of x, 6 values per column
+ * (rows beyond M unused). */
+INLINE void ukernel(int M, const float *buf, size_t kc, const float *xp, float *c, size_t ldc,
+                    int load_c, const float *bias)
 {
     __m256 a[6][2];
 #pragma GCC unroll 8
@@ -111,7 +121,7 @@ INLINE void ukernel(int M, const float *buf, size_t kc, const float *x, size_t l
         __m256 w0 = _mm256_load_ps(buf + k * 16), w1 = _mm256_load_ps(buf + k * 16 + 8);
 #pragma GCC unroll 8
         for (int t = 0; t < M; t++) {
-            __m256 b = _mm256_broadcast_ss(x + t * ldx + k);
+            __m256 b = _mm256_broadcast_ss(xp + k * 6 + t);
             a[t][0] = _mm256_fmadd_ps(b, w0, a[t][0]);
             a[t][1] = _mm256_fmadd_ps(b, w1, a[t][1]);
         }
@@ -119,6 +129,21 @@ INLINE void ukernel(int M, const float *buf, size_t kc, const float *x, size_t l
 #pragma GCC unroll 8
     for (int t = 0; t < M; t++)
         store16(c + t * ldc, a[t][0], a[t][1], bias, 0);
+}
+
+/* pack_x: rows [i0, i0+mc) and columns [k0, k0+kc) of x as tiles of 6 rows, each
+ * [kc][6] (the micro-kernel reads one contiguous stream, whatever x's row stride). */
+static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size_t kc, float *xp)
+{
+    for (size_t t = 0; t < mc; t += 6) {
+        size_t rows = mc - t < 6 ? mc - t : 6;
+        float *tile = xp + t * kc;
+        for (size_t r = 0; r < rows; r++) {
+            const float *src = m->x + (i0 + t + r) * m->ldx + k0;
+            for (size_t k = 0; k < kc; k++)
+                tile[k * 6 + r] = src[k];
+        }
+    }
 }
 
 /* widen_slice: columns [k0, k0+kc) of panel pp into buf as fp32 [kc][16], rows in order. */
@@ -136,26 +161,28 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
 {
     const struct backend_mat *w = m->w;
     size_t esz = cpu_dtype_size(dt), cols = w->cols;
+    float *xp = scratch + CPU_KC * 16;
     for (size_t i0 = 0; i0 < m->n; i0 += CPU_MC) {
         size_t mc = m->n - i0 < CPU_MC ? m->n - i0 : CPU_MC;
         for (size_t k0 = 0; k0 < cols; k0 += CPU_KC) {
             size_t kc = cols - k0 < CPU_KC ? cols - k0 : CPU_KC;
             int first = k0 == 0;
+            pack_x(m, i0, mc, k0, kc, xp);
             for (size_t p = p0; p < p1; p++) {
                 const char *pp = (const char *)w->data + p * cols * 16 * esz;
                 widen_slice(dt, pp, k0, kc, scratch);
                 const float *bias = first && w->bias ? w->bias + p * 16 : NULL;
                 int load_c = !first || m->accumulate;
                 for (size_t t = 0; t < mc; t += 6) {
-                    const float *x = m->x + (i0 + t) * m->ldx + k0;
+                    const float *x = xp + t * kc;
                     float *c = m->out + (i0 + t) * m->ldo + p * 16;
                     switch (mc - t < 6 ? mc - t : 6) {
-                    case 1: ukernel(1, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
-                    case 2: ukernel(2, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
-                    case 3: ukernel(3, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
-                    case 4: ukernel(4, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
-                    case 5: ukernel(5, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
-                    default: ukernel(6, scratch, kc, x, m->ldx, c, m->ldo, load_c, bias); break;
+                    case 1: ukernel(1, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    case 2: ukernel(2, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    case 3: ukernel(3, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    case 4: ukernel(4, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    case 5: ukernel(5, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    default: ukernel(6, scratch, kc, x, c, m->ldo, load_c, bias); break;
                     }
                 }
             }
@@ -227,41 +254,50 @@ INLINE float hmax8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* attend_chunk: keys j0..j0+nk (nk <= 16, one cache block) for heads [0, nh) of q. */
+/* lane_mask: lanes [0, n) of an 8-lane vector set (n may be <= 0 or >= 8). */
+INLINE __m256i lane_mask(long n)
+{
+    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 0 ? 0 : n > 8 ? 8 : n)), idx);
+}
+
+/* attend_chunk: nk <= 16 consecutive keys from slot0 (one cache block) for heads [0, nh) of
+ * q: scores by one masked 16-key load per dimension of the transposed keys, then the online
+ * softmax update and the weighted sum of the values. */
 INLINE void attend_chunk(const struct kn_paged_kv *kv, size_t slot0, size_t nk, size_t g, size_t nh,
                          const float *q, float *acc, float *mx, float *den)
 {
-    size_t hd = kv->head_dim;
-    const float *k0 = cpu_kv_slot(kv, kv->k, slot0, g);
-    const float *v0 = cpu_kv_slot(kv, kv->v, slot0, g);
+    size_t hd = kv->head_dim, bs = kv->block_size;
+    const float *k0 = kv->k + kn_kv_key_index(kv, slot0, g, 0);
+    const float *v0 = kv->v + kn_kv_value_index(kv, slot0, g);
+    __m256i m0 = lane_mask((long)nk), m1 = lane_mask((long)nk - 8);
+    __m256 ninf = _mm256_set1_ps(-INFINITY);
     for (size_t h = 0; h < nh; h++) {
-        float s[16] __attribute__((aligned(32)));
-        for (size_t j = 0; j < 16; j++)
-            s[j] = -INFINITY;
         const float *qh = q + h * hd;
-        for (size_t j = 0; j < nk; j++) {
-            __m256 d = _mm256_setzero_ps();
-            for (size_t e = 0; e < hd; e += 8)
-                d = _mm256_fmadd_ps(_mm256_loadu_ps(qh + e), _mm256_loadu_ps(k0 + j * hd + e), d);
-            s[j] = hsum8(d);
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        for (size_t d = 0; d < hd; d++) {
+            __m256 qd = _mm256_broadcast_ss(qh + d);
+            s0 = _mm256_fmadd_ps(qd, _mm256_maskload_ps(k0 + d * bs, m0), s0);
+            s1 = _mm256_fmadd_ps(qd, _mm256_maskload_ps(k0 + d * bs + 8, m1), s1);
         }
-        __m256 s0 = _mm256_load_ps(s), s1 = _mm256_load_ps(s + 8);
+        s0 = _mm256_blendv_ps(ninf, s0, _mm256_castsi256_ps(m0));
+        s1 = _mm256_blendv_ps(ninf, s1, _mm256_castsi256_ps(m1));
         float m2 = hmax8(_mm256_max_ps(s0, s1));
         m2 = m2 > mx[h] ? m2 : mx[h];
         __m256 mv = _mm256_set1_ps(m2);
-        _mm256_store_ps(s, exp8(_mm256_sub_ps(s0, mv)));
-        _mm256_store_ps(s + 8, exp8(_mm256_sub_ps(s1, mv)));
-        float corr = mx[h] == -INFINITY ? 0.0f : expf(mx[h] - m2), sum = 0;
-        for (size_t j = 0; j < nk; j++)
-            sum += s[j];
-        den[h] = den[h] * corr + sum;
+        float p[16] __attribute__((aligned(32)));
+        __m256 e0 = exp8(_mm256_sub_ps(s0, mv)), e1 = exp8(_mm256_sub_ps(s1, mv));
+        _mm256_store_ps(p, e0);
+        _mm256_store_ps(p + 8, e1);
+        float corr = mx[h] == -INFINITY ? 0.0f : expf(mx[h] - m2);
+        den[h] = den[h] * corr + hsum8(_mm256_add_ps(e0, e1));
         mx[h] = m2;
         float *ah = acc + h * hd;
         __m256 cv = _mm256_set1_ps(corr);
         for (size_t e = 0; e < hd; e += 8) {
             __m256 o = _mm256_mul_ps(_mm256_loadu_ps(ah + e), cv);
             for (size_t j = 0; j < nk; j++)
-                o = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), _mm256_loadu_ps(v0 + j * hd + e), o);
+                o = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v0 + j * hd + e), o);
             _mm256_storeu_ps(ah + e, o);
         }
     }

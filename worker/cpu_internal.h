@@ -66,14 +66,15 @@ struct cpu_attn {
     float scale;
 };
 
-#define CPU_KC 256           /* GEMM: columns per block (a panel slice of 16 KB in fp32) */
-#define CPU_MC 96            /* GEMM: tokens per block */
+#define CPU_KC 256 /* GEMM: columns per block (a panel slice of 16 KB in fp32) */
+#define CPU_MC 96  /* GEMM: tokens per block */
+#define CPU_SCRATCH_FLOATS (CPU_KC * 16 + CPU_MC * CPU_KC) /* a widened panel slice, packed x */
 #define CPU_MATVEC_MAX_N 4   /* up to this many tokens, stream the weights once per token group */
 #define CPU_ATTN_MAX_HEADS 8 /* query heads of one kv head processed together */
 
 struct cpu_kernels {
     const char *name;
-    /* matmul over panels [p0, p1); scratch: CPU_KC * 16 floats. */
+    /* matmul over panels [p0, p1); scratch: CPU_SCRATCH_FLOATS floats, 32-byte aligned. */
     void (*matmul)(const struct cpu_mm *m, size_t p0, size_t p1, float *scratch);
     /* attention for token i and query heads [h0, h1) (all of one kv head). */
     void (*attend)(const struct cpu_attn *a, size_t i, size_t h0, size_t h1);
@@ -81,13 +82,6 @@ struct cpu_kernels {
 
 extern const struct cpu_kernels cpu_kernels_scalar;
 extern const struct cpu_kernels cpu_kernels_avx2;
-
-/* cpu_kv_slot: the head_dim values of kv head h at slot s of cache base. */
-static inline float *cpu_kv_slot(const struct kn_paged_kv *kv, float *base, size_t slot, size_t h)
-{
-    size_t blk = slot / kv->block_size, off = slot % kv->block_size;
-    return base + ((blk * kv->n_kv_heads + h) * kv->block_size + off) * kv->head_dim;
-}
 
 /* cpu_attn_first: the first key position token i sees. */
 static inline size_t cpu_attn_first(const struct cpu_attn *a, size_t p)

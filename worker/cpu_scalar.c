@@ -61,11 +61,11 @@ static void scalar_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t 
         memset(o, 0, hd * sizeof(float));
         for (size_t j = cpu_attn_first(a, p); j <= p; j++) {
             size_t slot = (size_t)table[j / bs] * bs + j % bs;
-            const float *k = cpu_kv_slot(kv, kv->k, slot, h / group);
-            const float *v = cpu_kv_slot(kv, kv->v, slot, h / group);
+            const float *k = kv->k + kn_kv_key_index(kv, slot, h / group, 0);
+            const float *v = kv->v + kn_kv_value_index(kv, slot, h / group);
             float s = 0;
             for (size_t d = 0; d < hd; d++)
-                s += q[d] * k[d];
+                s += q[d] * k[d * bs];
             s *= a->scale;
             float m2 = s > mx ? s : mx, corr = expf(mx - m2), e = expf(s - m2);
             den = den * corr + e;

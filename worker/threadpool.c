@@ -7,15 +7,17 @@
 
 #include "common/err.h"
 
-#define SPIN_ROUNDS 200000
+#define SPIN_ROUNDS 4000 /* pause rounds (~100 us) before sleeping */
 
 struct threadpool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    atomic_uint generation; /* bumped for every loop; workers wait for it to change */
-    atomic_int pending;     /* workers still inside the current loop */
+    pthread_cond_t done;      /* the owner sleeps on it when a loop runs long */
+    atomic_int owner_waiting; /* set while the owner sleeps on done */
+    atomic_uint generation;   /* bumped for every loop; workers wait for it to change */
+    atomic_int pending;       /* workers still inside the current loop */
     atomic_int stop;
     atomic_int sleepers;
     threadpool_fn fn;
@@ -64,7 +66,12 @@ static void *worker_main(void *arg)
         if (atomic_load(&p->stop))
             return NULL;
         p->fn(p->ctx, a.index, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        /* seq_cst: pairs with owner_waiting (one of the two sides sees the other) */
+        if (atomic_fetch_sub(&p->pending, 1) == 1 && atomic_load(&p->owner_waiting)) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -83,6 +90,7 @@ int threadpool_new(int n_threads, struct threadpool **out)
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *a = malloc(sizeof *a);
         if (a) {
@@ -112,6 +120,7 @@ void threadpool_free(struct threadpool *p)
         pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
     free(p->threads);
     free(p);
 }
@@ -137,8 +146,17 @@ void threadpool_run(struct threadpool *p, threadpool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0)
+    for (int r = 0; r < SPIN_ROUNDS; r++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+            return;
         cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->owner_waiting, 1);
+    while (atomic_load(&p->pending) > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    atomic_store(&p->owner_waiting, 0);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void threadpool_split(long total, long grain, int i, int n, long *begin, long *end)

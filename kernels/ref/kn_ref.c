@@ -137,22 +137,16 @@ void kn_ref_silu_mul(float *out, size_t ldo, const float *x, size_t ldx, size_t 
         }
 }
 
-/* kv_at: the head_dim values of kv head h at slot s. */
-static float *kv_at(const struct kn_paged_kv *kv, float *base, size_t slot, size_t h)
-{
-    size_t blk = slot / kv->block_size, off = slot % kv->block_size;
-    return base + ((blk * kv->n_kv_heads + h) * kv->block_size + off) * kv->head_dim;
-}
-
 void kn_ref_kv_store(const struct kn_paged_kv *kv, const float *k, size_t ldk, const float *v,
                      size_t ldv, size_t n, const int32_t *slot_mapping)
 {
     size_t hd = kv->head_dim;
     for (size_t i = 0; i < n; i++)
         for (size_t h = 0; h < kv->n_kv_heads; h++) {
-            memcpy(kv_at(kv, kv->k, (size_t)slot_mapping[i], h), k + i * ldk + h * hd,
-                   hd * sizeof(float));
-            memcpy(kv_at(kv, kv->v, (size_t)slot_mapping[i], h), v + i * ldv + h * hd,
+            size_t slot = (size_t)slot_mapping[i];
+            for (size_t d = 0; d < hd; d++)
+                kv->k[kn_kv_key_index(kv, slot, h, d)] = k[i * ldk + h * hd + d];
+            memcpy(kv->v + kn_kv_value_index(kv, slot, h), v + i * ldv + h * hd,
                    hd * sizeof(float));
         }
 }
@@ -173,11 +167,11 @@ void kn_ref_attention(float *out, size_t ldo, const float *q, size_t ldq, size_t
             double acc[1024] = {0};
             for (size_t j = first; j <= p; j++) {
                 size_t slot = (size_t)table[j / bs] * bs + j % bs;
-                const float *kj = kv_at(kv, kv->k, slot, h / group);
-                const float *vj = kv_at(kv, kv->v, slot, h / group);
+                const float *kj = kv->k + kn_kv_key_index(kv, slot, h / group, 0);
+                const float *vj = kv->v + kn_kv_value_index(kv, slot, h / group);
                 double s = 0;
                 for (size_t d = 0; d < hd; d++)
-                    s += (double)qh[d] * kj[d];
+                    s += (double)qh[d] * kj[d * kv->block_size];
                 s *= scale;
                 double m2 = s > mx ? s : mx, corr = exp(mx - m2), e = exp(s - m2);
                 den = den * corr + e;

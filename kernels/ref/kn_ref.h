@@ -50,15 +50,32 @@ void kn_ref_rope(float *x, size_t ld, size_t n, size_t n_heads, size_t head_dim,
 void kn_ref_silu_mul(float *out, size_t ldo, const float *x, size_t ldx, size_t n, size_t dim);
 
 /*
- * The paged KV cache: cache[n_blocks][n_kv_heads][block_size][head_dim] fp32, one for keys
- * and one for values per layer. Token position p of a sequence lives in block
+ * The paged KV cache, one pair per layer. Token position p of a sequence lives in block
  * block_table[p / block_size] at offset p % block_size; its slot is
- * block * block_size + offset.
+ * block * block_size + offset. Within a block, keys are stored transposed, so that one
+ * query's scores against a block are one vector operation per dimension, and values by
+ * position, so that weighting them is one vector operation per position:
+ *   k: [n_blocks][n_kv_heads][head_dim][block_size] fp32
+ *   v: [n_blocks][n_kv_heads][block_size][head_dim] fp32
  */
 struct kn_paged_kv {
     float *k, *v;
     size_t n_blocks, n_kv_heads, block_size, head_dim;
 };
+
+/* kn_kv_key_index: where dimension d of kv head h's key at slot s is in k. */
+static inline size_t kn_kv_key_index(const struct kn_paged_kv *kv, size_t slot, size_t h, size_t d)
+{
+    size_t blk = slot / kv->block_size, off = slot % kv->block_size;
+    return ((blk * kv->n_kv_heads + h) * kv->head_dim + d) * kv->block_size + off;
+}
+
+/* kn_kv_value_index: where kv head h's value (head_dim values) at slot s starts in v. */
+static inline size_t kn_kv_value_index(const struct kn_paged_kv *kv, size_t slot, size_t h)
+{
+    size_t blk = slot / kv->block_size, off = slot % kv->block_size;
+    return ((blk * kv->n_kv_heads + h) * kv->block_size + off) * kv->head_dim;
+}
 
 /* kn_ref_kv_store: writes token i's keys (k: [n][ldk], n_kv_heads*head_dim values) and
  * values to slot slot_mapping[i], for i < n. */
