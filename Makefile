@@ -88,9 +88,9 @@ $(DEPS_STAMP):
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
-# run: what kiln can do today: tokenize a sentence with the Llama 3 tokenizer.
+# run: what kiln can do today: generate a story with the stories260K model on the CPU.
 run: all
-	echo '["Hello from kiln! Ça va? 你好 🚀"]' | $(BUILD)/kiln tokenize $(FIXTURES)/tokenizers/llama3
+	$(BUILD)/kiln generate --model $(FIXTURES)/models/stories260K --prompt "Once upon a time" --max-tokens 128
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)

@@ -179,7 +179,9 @@ static int load_layer(struct loader *L, int i)
 
     const char *qkv[3] = {n[2], n[3], n[4]}, *qkv_b[3] = {b[0], b[1], b[2]};
     size_t qkv_rows[3] = {m->q_dim, m->kv_dim, m->kv_dim};
-    const char *o[1] = {n[5]}, *gu[2] = {n[6], n[7]}, *dn[1] = {down};
+    char ob[96];
+    snprintf(ob, sizeof ob, "model.layers.%d.self_attn.o_proj.bias", i);
+    const char *o[1] = {n[5]}, *o_b[1] = {ob}, *gu[2] = {n[6], n[7]}, *dn[1] = {down};
     size_t o_rows[1] = {hid}, gu_rows[2] = {ff, ff}, dn_rows[1] = {hid};
     int rc = norm(L, n[0], hid, &ly->attn_norm);
     if (!rc)
@@ -187,7 +189,7 @@ static int load_layer(struct loader *L, int i)
     if (!rc)
         rc = matrix(L, 3, qkv, m->cfg.qkv_bias ? qkv_b : NULL, qkv_rows, hid, &ly->qkv);
     if (!rc)
-        rc = matrix(L, 1, o, NULL, o_rows, m->q_dim, &ly->o);
+        rc = matrix(L, 1, o, m->cfg.o_bias ? o_b : NULL, o_rows, m->q_dim, &ly->o);
     if (!rc)
         rc = matrix(L, 2, gu, NULL, gu_rows, hid, &ly->gate_up);
     if (!rc)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: tokenizer encode throughput, kiln against Hugging Face tokenizers, on the same
-# ~1 MB mixed-language text, single thread, for the Llama 3 and Mistral tokenizers.
+# ~1 MB mixed-language text, single thread, for the Llama 3 and Mistral tokenizers; chat
+# template rendering against jinja2; the CPU model against the machine's limits.
 set -eu
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -32,4 +33,7 @@ echo " tokenizer pays; rss = resident growth from loading the tokenizer, peak = 
 echo
 python3 tests/bench/bench_chat_template.py "$build/tests/bench/bench_chat_template" "$fixtures" \
     "$build/bench" || status=1
+echo
+echo "CPU model: TinyLlama-1.1B shapes, dummy bf16 weights, every CPU"
+"$build/tests/bench/bench_model" "$fixtures/shapes/tinyllama-1.1b-chat" || status=1
 exit $status

@@ -78,7 +78,11 @@ class Model:
         self.theta = cfg.get("rope_theta", 10000.0)
         self.max_pos = cfg.get("max_position_embeddings", 2048)
         self.tie = cfg.get("tie_word_embeddings", False)
-        self.qkv_bias = self.arch == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias", False))
+        # transformers: Qwen2 has q/k/v biases; Llama's attention_bias adds biases to q/k/v and
+        # o; Mistral has none whatever the config says.
+        llama_bias = self.arch == "LlamaForCausalLM" and bool(cfg.get("attention_bias", False))
+        self.qkv_bias = self.arch == "Qwen2ForCausalLM" or llama_bias
+        self.o_bias = llama_bias
         # Sliding window per layer (None: full causal attention). Mistral: sliding_window for
         # every layer (absent: transformers' default 4096; null or 0: none). Qwen2: only with
         # use_sliding_window, on layers i >= max_window_layers (default 28), as transformers.
@@ -213,6 +217,8 @@ def forward(model, ids, cache=None):
         cache.v[i] = np.concatenate([cache.v[i], v])
         a = _attention(m, q, cache.k[i], cache.v[i], qpos, kpos, m.windows[i])
         x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        if m.o_bias:
+            x = x + w[p + "self_attn.o_proj.bias"]
         h = _rmsnorm(x, w[p + "post_attention_layernorm.weight"], m.eps)
         gate = h @ w[p + "mlp.gate_proj.weight"].T
         up = h @ w[p + "mlp.up_proj.weight"].T

@@ -79,8 +79,8 @@ def make_config(
             raise ValueError("LlamaForCausalLM has no sliding window")
     elif arch == "MistralForCausalLM":
         cfg["sliding_window"] = sliding_window
-        if qkv_bias:
-            cfg["attention_bias"] = True
+        if qkv_bias:  # transformers' MistralAttention has no biases whatever the config says
+            raise ValueError("MistralForCausalLM has no attention biases")
     else:  # Qwen2: q/k/v biases always; a window, when given, covers every layer
         cfg["use_sliding_window"] = sliding_window is not None
         cfg["sliding_window"] = sliding_window or max_position_embeddings
@@ -89,7 +89,12 @@ def make_config(
 
 
 def has_qkv_bias(cfg):
-    return cfg["architectures"][0] == "Qwen2ForCausalLM" or bool(cfg.get("attention_bias", False))
+    return cfg["architectures"][0] == "Qwen2ForCausalLM" or has_o_bias(cfg)
+
+
+def has_o_bias(cfg):
+    """Llama's attention_bias puts a bias on all four projections (transformers)."""
+    return cfg["architectures"][0] == "LlamaForCausalLM" and bool(cfg.get("attention_bias", False))
 
 
 def make_weights(cfg, seed=0):
@@ -124,6 +129,8 @@ def make_weights(cfg, seed=0):
             w[p + "self_attn.k_proj.bias"] = bias(kv * hd)
             w[p + "self_attn.v_proj.bias"] = bias(kv * hd)
         w[p + "self_attn.o_proj.weight"] = mat(hidden, heads * hd)
+        if has_o_bias(cfg):
+            w[p + "self_attn.o_proj.bias"] = bias(hidden)
         w[p + "post_attention_layernorm.weight"] = norm(hidden)
         w[p + "mlp.gate_proj.weight"] = mat(inter, hidden)
         w[p + "mlp.up_proj.weight"] = mat(inter, hidden)
