@@ -131,6 +131,46 @@ INLINE void ukernel(int M, const float *buf, size_t kc, const float *xp, float *
         store16(c + t * ldc, a[t][0], a[t][1], bias, 0);
 }
 
+/* ukernel6: ukernel for M = 6 with every accumulator a named variable, which is what keeps
+ * GCC from spilling one of the 15 live vectors to the stack. */
+INLINE void ukernel6(const float *buf, size_t kc, const float *xp, float *c, size_t ldc, int load_c,
+                     const float *bias)
+{
+    __m256 a00, a01, a10, a11, a20, a21, a30, a31, a40, a41, a50, a51;
+    if (load_c) {
+        a00 = _mm256_loadu_ps(c), a01 = _mm256_loadu_ps(c + 8);
+        a10 = _mm256_loadu_ps(c + ldc), a11 = _mm256_loadu_ps(c + ldc + 8);
+        a20 = _mm256_loadu_ps(c + 2 * ldc), a21 = _mm256_loadu_ps(c + 2 * ldc + 8);
+        a30 = _mm256_loadu_ps(c + 3 * ldc), a31 = _mm256_loadu_ps(c + 3 * ldc + 8);
+        a40 = _mm256_loadu_ps(c + 4 * ldc), a41 = _mm256_loadu_ps(c + 4 * ldc + 8);
+        a50 = _mm256_loadu_ps(c + 5 * ldc), a51 = _mm256_loadu_ps(c + 5 * ldc + 8);
+    } else {
+        a00 = a01 = a10 = a11 = a20 = a21 = _mm256_setzero_ps();
+        a30 = a31 = a40 = a41 = a50 = a51 = _mm256_setzero_ps();
+    }
+    for (size_t k = 0; k < kc; k++, buf += 16, xp += 6) {
+        __m256 w0 = _mm256_load_ps(buf), w1 = _mm256_load_ps(buf + 8), b;
+        b = _mm256_broadcast_ss(xp);
+        a00 = _mm256_fmadd_ps(b, w0, a00), a01 = _mm256_fmadd_ps(b, w1, a01);
+        b = _mm256_broadcast_ss(xp + 1);
+        a10 = _mm256_fmadd_ps(b, w0, a10), a11 = _mm256_fmadd_ps(b, w1, a11);
+        b = _mm256_broadcast_ss(xp + 2);
+        a20 = _mm256_fmadd_ps(b, w0, a20), a21 = _mm256_fmadd_ps(b, w1, a21);
+        b = _mm256_broadcast_ss(xp + 3);
+        a30 = _mm256_fmadd_ps(b, w0, a30), a31 = _mm256_fmadd_ps(b, w1, a31);
+        b = _mm256_broadcast_ss(xp + 4);
+        a40 = _mm256_fmadd_ps(b, w0, a40), a41 = _mm256_fmadd_ps(b, w1, a41);
+        b = _mm256_broadcast_ss(xp + 5);
+        a50 = _mm256_fmadd_ps(b, w0, a50), a51 = _mm256_fmadd_ps(b, w1, a51);
+    }
+    store16(c, a00, a01, bias, 0);
+    store16(c + ldc, a10, a11, bias, 0);
+    store16(c + 2 * ldc, a20, a21, bias, 0);
+    store16(c + 3 * ldc, a30, a31, bias, 0);
+    store16(c + 4 * ldc, a40, a41, bias, 0);
+    store16(c + 5 * ldc, a50, a51, bias, 0);
+}
+
 /* pack_x: rows [i0, i0+mc) and columns [k0, k0+kc) of x as tiles of 6 rows, each
  * [kc][6] (the micro-kernel reads one contiguous stream, whatever x's row stride). */
 static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size_t kc, float *xp)
@@ -146,12 +186,20 @@ static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size
     }
 }
 
-/* widen_slice: columns [k0, k0+kc) of panel pp into buf as fp32 [kc][16], rows in order. */
+/* widen_slice: columns [k0, k0+kc) of panel pp into buf as fp32 [kc][16], rows in order.
+ * bf16 is widened with shifts only: a mask constant would stay live in a register across
+ * the whole GEMM and push one of the micro-kernel's 15 vectors onto the stack. */
 INLINE void widen_slice(enum kn_dtype dt, const void *pp, size_t k0, size_t kc, float *buf)
 {
     for (size_t k = 0; k < kc; k++) {
         __m256 lo, hi;
-        load16(dt, pp, k0 + k, &lo, &hi);
+        if (dt == KN_BF16) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)((const uint16_t *)pp + (k0 + k) * 16));
+            lo = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            hi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(v, 16), 16));
+        } else {
+            load16(dt, pp, k0 + k, &lo, &hi);
+        }
         _mm256_store_ps(buf + k * 16, lo);
         _mm256_store_ps(buf + k * 16 + 8, hi);
     }
@@ -182,7 +230,7 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                     case 3: ukernel(3, scratch, kc, x, c, m->ldo, load_c, bias); break;
                     case 4: ukernel(4, scratch, kc, x, c, m->ldo, load_c, bias); break;
                     case 5: ukernel(5, scratch, kc, x, c, m->ldo, load_c, bias); break;
-                    default: ukernel(6, scratch, kc, x, c, m->ldo, load_c, bias); break;
+                    default: ukernel6(scratch, kc, x, c, m->ldo, load_c, bias); break;
                     }
                 }
             }
