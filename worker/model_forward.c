@@ -10,6 +10,7 @@
  * table are computed here, on the host.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,50 +19,66 @@
 #include "worker/model_internal.h"
 #include "worker/rope.h"
 
+static int bad_batch(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* bad_batch: writes the reason into err and returns ERR_RANGE. */
+static int bad_batch(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return ERR_RANGE;
+}
+
+/* check_token: token i's id, position, sequence, blocks and slot. */
+static int check_token(const struct model *m, const struct model_batch *b, size_t i, char *err,
+                       size_t errlen)
+{
+    size_t bs = (size_t)m->block_size;
+    int32_t id = b->ids[i], p = b->pos[i], s = b->seq_of[i];
+    if (id < 0 || id >= m->cfg.vocab_size)
+        return bad_batch(err, errlen, "token %zu: id %d is outside the vocabulary", i, id);
+    if (p < 0 || p >= m->max_model_len || (size_t)p / bs >= b->max_blocks)
+        return bad_batch(err, errlen, "token %zu: position %d is beyond the model length %d", i, p,
+                         m->max_model_len);
+    if (s < 0 || (size_t)s >= b->n_seqs)
+        return bad_batch(err, errlen, "token %zu: sequence %d is not in the batch", i, s);
+    const int32_t *table = b->block_tables + (size_t)s * b->max_blocks;
+    for (size_t j = 0; j <= (size_t)p / bs; j++)
+        if (table[j] < 0 || table[j] >= m->num_blocks)
+            return bad_batch(err, errlen, "sequence %d: block %d is outside the pool", s, table[j]);
+    int64_t slot = (int64_t)table[(size_t)p / bs] * (int64_t)bs + (int64_t)((size_t)p % bs);
+    if ((int64_t)b->slot_mapping[i] != slot)
+        return bad_batch(err, errlen, "token %zu: slot %d disagrees with its block table", i,
+                         b->slot_mapping[i]);
+    return 0;
+}
+
 /* check_batch: every index the kernels will follow is inside its array. */
 static int check_batch(const struct model *m, const struct model_batch *b, char *err, size_t errlen)
 {
-    size_t bs = (size_t)m->block_size;
     if (b->n_tokens == 0 || b->n_tokens > (size_t)m->max_batch_tokens)
-        return snprintf(err, errlen, "batch of %zu tokens (1 to %d allowed)", b->n_tokens,
-                        m->max_batch_tokens),
-               ERR_RANGE;
+        return bad_batch(err, errlen, "batch of %zu tokens (1 to %d allowed)", b->n_tokens,
+                         m->max_batch_tokens);
     if (b->n_seqs == 0 || b->n_seqs > (size_t)m->max_seqs || b->max_blocks > m->max_blocks)
-        return snprintf(err, errlen,
-                        "batch of %zu sequences, %zu blocks per sequence (at most "
-                        "%d and %zu)",
-                        b->n_seqs, b->max_blocks, m->max_seqs, m->max_blocks),
-               ERR_RANGE;
+        return bad_batch(err, errlen,
+                         "batch of %zu sequences, %zu blocks per sequence (at most "
+                         "%d and %zu)",
+                         b->n_seqs, b->max_blocks, m->max_seqs, m->max_blocks);
+    if (b->n_logits > (size_t)m->max_logits)
+        return bad_batch(err, errlen, "%zu logit rows asked for (at most %d)", b->n_logits,
+                         m->max_logits);
     for (size_t i = 0; i < b->n_tokens; i++) {
-        int32_t id = b->ids[i], p = b->pos[i], s = b->seq_of[i];
-        if (id < 0 || id >= m->cfg.vocab_size)
-            return snprintf(err, errlen, "token %zu: id %d is outside the vocabulary", i, id),
-                   ERR_RANGE;
-        if (p < 0 || p >= m->max_model_len || (size_t)p / bs >= b->max_blocks)
-            return snprintf(err, errlen, "token %zu: position %d is beyond the model length", i, p),
-                   ERR_RANGE;
-        if (s < 0 || (size_t)s >= b->n_seqs)
-            return snprintf(err, errlen, "token %zu: sequence %d is not in the batch", i, s),
-                   ERR_RANGE;
-        const int32_t *table = b->block_tables + (size_t)s * b->max_blocks;
-        for (size_t j = 0; j <= (size_t)p / bs; j++)
-            if (table[j] < 0 || table[j] >= m->num_blocks)
-                return snprintf(err, errlen, "sequence %d: block %d is outside the pool", s,
-                                table[j]),
-                       ERR_RANGE;
-        if ((int64_t)b->slot_mapping[i] !=
-            (int64_t)table[(size_t)p / bs] * (int64_t)bs + (int64_t)((size_t)p % bs))
-            return snprintf(err, errlen, "token %zu: slot %d disagrees with its block table", i,
-                            b->slot_mapping[i]),
-                   ERR_RANGE;
+        int rc = check_token(m, b, i, err, errlen);
+        if (rc)
+            return rc;
     }
     for (size_t r = 0; r < b->n_logits; r++)
         if (b->logit_rows[r] < 0 || (size_t)b->logit_rows[r] >= b->n_tokens)
-            return snprintf(err, errlen, "logit row %d is not a token of the batch",
-                            b->logit_rows[r]),
-                   ERR_RANGE;
-    if (b->n_logits > (size_t)m->max_logits)
-        return snprintf(err, errlen, "%zu logit rows asked for", b->n_logits), ERR_RANGE;
+            return bad_batch(err, errlen, "logit row %d is not a token of the batch",
+                             b->logit_rows[r]);
     return 0;
 }
 
