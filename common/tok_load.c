@@ -479,6 +479,21 @@ static int read_file(const char *path, size_t max, char **out, size_t *n)
     return 0;
 }
 
+/* link_target: when text[0..n) is a git symbolic link checked out as a plain file (a short
+ * relative path to a .json file, as a clone without symlink support leaves it), writes the
+ * target's path, relative to dir, into path and returns true. */
+static bool link_target(const char *dir, const char *text, size_t n, char *path, size_t cap)
+{
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        n--;
+    if (n < 6 || n > 1024 || text[0] == '/' || memcmp(text + n - 5, ".json", 5) != 0)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)text[i] < 0x20 || text[i] == '{' || text[i] == '"')
+            return false;
+    return snprintf(path, cap, "%s/%.*s", dir, (int)n, text) < (int)cap;
+}
+
 int tok_load_dir(const char *dir, struct tokenizer **out, char *err, size_t errlen)
 {
     char path[4096];
@@ -487,6 +502,11 @@ int tok_load_dir(const char *dir, struct tokenizer **out, char *err, size_t errl
     *out = NULL;
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     int rc = read_file(path, MAX_FILE_BYTES, &json, &n);
+    if (rc == 0 && link_target(dir, json, n, path, sizeof path)) {
+        free(json);
+        json = NULL;
+        rc = read_file(path, MAX_FILE_BYTES, &json, &n);
+    }
     if (rc) {
         snprintf(err, errlen, "%s: %s", path,
                  rc == ERR_NOTFOUND ? "no such file"

@@ -45,8 +45,9 @@ struct tok_special_ids {
     bool add_bos, add_eos; /* tokenizer_config.json add_bos_token / add_eos_token */
 };
 
-/* tok_load_dir: loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json.
- * Returns 0 and *out (free with tok_free), or ERR_IO (file), ERR_PARSE (bad JSON or a bad
+/* tok_load_dir: loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json. A
+ * tokenizer.json holding only a relative path to a .json file (a git symbolic link checked
+ * out as a plain file) is followed, once. Returns 0 and *out (free with tok_free), or ERR_IO (file), ERR_PARSE (bad JSON or a bad
  * field), ERR_UNSUPPORTED (a component kiln does not implement), ERR_NOMEM, ERR_LIMIT; err
  * then holds a one-line message naming the file and field. */
 int tok_load_dir(const char *dir, struct tokenizer **out, char *err, size_t errlen);

@@ -86,13 +86,7 @@ static float part_value(const struct backend_mat_part *pt, size_t cols, size_t r
 {
     if (!pt->data)
         return uniform(pt->seed, (uint64_t)r * cols + c) * pt->scale;
-    size_t i = r * cols + c;
-    switch (pt->dtype) {
-    case KN_F32: return ((const float *)pt->data)[i];
-    case KN_F16: return kn_f16_to_f32(((const uint16_t *)pt->data)[i]);
-    case KN_BF16: return kn_bf16_to_f32(((const uint16_t *)pt->data)[i]);
-    }
-    return 0;
+    return kn_ref_value(pt->data, pt->dtype, r * cols + c);
 }
 
 struct pack_job {

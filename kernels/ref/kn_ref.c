@@ -71,14 +71,23 @@ float kn_f16_to_f32(uint16_t h)
     return f;
 }
 
+/* load_one: value i of src. memcpy, because weights mapped from a file are only as aligned
+ * as its header length makes them. */
 static float load_one(const void *src, enum kn_dtype t, size_t i)
 {
+    float f;
+    uint16_t h;
     switch (t) {
-    case KN_F32: return ((const float *)src)[i];
-    case KN_F16: return kn_f16_to_f32(((const uint16_t *)src)[i]);
-    case KN_BF16: return kn_bf16_to_f32(((const uint16_t *)src)[i]);
+    case KN_F32: memcpy(&f, (const char *)src + i * 4, 4); return f;
+    case KN_F16: memcpy(&h, (const char *)src + i * 2, 2); return kn_f16_to_f32(h);
+    case KN_BF16: memcpy(&h, (const char *)src + i * 2, 2); return kn_bf16_to_f32(h);
     }
     return 0;
+}
+
+float kn_ref_value(const void *src, enum kn_dtype t, size_t i)
+{
+    return load_one(src, t, i);
 }
 
 void kn_ref_to_f32(float *out, const void *src, enum kn_dtype t, size_t n)

@@ -22,7 +22,9 @@ uint16_t kn_f32_to_f16(float f);
 /* Weight element types, as stored. */
 enum kn_dtype { KN_F32, KN_F16, KN_BF16 };
 
-/* kn_ref_to_f32: out[0..n) = the n stored values at src of type t, widened. */
+/* kn_ref_to_f32: out[0..n) = the n stored values at src of type t, widened (src need not be
+ * aligned). kn_ref_value: value i of src alone. */
+float kn_ref_value(const void *src, enum kn_dtype t, size_t i);
 void kn_ref_to_f32(float *out, const void *src, enum kn_dtype t, size_t n);
 
 /*

@@ -130,6 +130,29 @@ static void run_inp_out(const char *tokdir, const char *vec, bool strip_round)
     free(out);
 }
 
+/* The fixture shapes ship tokenizer.json as a git symlink that a checkout without symlink
+ * support leaves as a file holding the target's relative path. */
+TEST(tokenizer_json_holding_a_link_path_is_followed)
+{
+    struct tokenizer *via_link = load("shapes/tinyllama-1.1b-chat"),
+                     *direct = load("tokenizers/llama2");
+    REQUIRE(via_link != NULL && direct != NULL);
+    struct tok_enc *a = tok_enc_new(via_link), *b = tok_enc_new(direct);
+    struct tok_ids x, y;
+    tok_ids_init(&x, 0);
+    tok_ids_init(&y, 0);
+    const char *s = "Hello world, the link is followed.";
+    CHECK(tok_encode(a, s, strlen(s), true, &x) == 0);
+    CHECK(tok_encode(b, s, strlen(s), true, &y) == 0);
+    CHECK(x.n == y.n && x.n > 3 && memcmp(x.v, y.v, x.n * sizeof *x.v) == 0);
+    tok_ids_deinit(&x);
+    tok_ids_deinit(&y);
+    tok_enc_free(a);
+    tok_enc_free(b);
+    tok_free(via_link);
+    tok_free(direct);
+}
+
 TEST(vectors_gpt2)
 {
     run_inp_out("tokenizers/gpt2", "llama.cpp/ggml-vocab-gpt-2.gguf", false);
