@@ -30,13 +30,16 @@
 struct backend;
 struct backend_mat;
 
-/* One stacked block of a matrix: rows x cols values at data in dtype (row-major), or, when
- * data is NULL, deterministic random values uniform in [-scale, scale] drawn from seed
- * (for --load-format dummy). bias: rows values in bias_dtype, or NULL. */
+/* One stacked block of a matrix: rows x cols values in dtype, row r column c at element
+ * r * src_cols + col0 + c of data (src_cols 0 means cols: a whole row-major tensor; a
+ * tensor-parallel shard takes a column range of a wider one), or, when data is NULL,
+ * deterministic random values uniform in [-scale, scale] drawn from seed (for
+ * --load-format dummy). bias: rows values in bias_dtype, or NULL. */
 struct backend_mat_part {
     const void *data;
     enum kn_dtype dtype;
     size_t rows;
+    size_t src_cols, col0;
     const void *bias;
     enum kn_dtype bias_dtype;
     uint64_t seed;

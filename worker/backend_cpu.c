@@ -86,7 +86,8 @@ static float part_value(const struct backend_mat_part *pt, size_t cols, size_t r
 {
     if (!pt->data)
         return uniform(pt->seed, (uint64_t)r * cols + c) * pt->scale;
-    return kn_ref_value(pt->data, pt->dtype, r * cols + c);
+    return kn_ref_value(pt->data, pt->dtype,
+                        r * (pt->src_cols ? pt->src_cols : cols) + pt->col0 + c);
 }
 
 struct pack_job {
@@ -111,10 +112,13 @@ static void pack_panel(const struct pack_job *job, size_t p)
         const struct backend_mat_part *pt = &d->parts[k];
         size_t r = row - base, slot = cpu_panel_slot(m->dtype, r16);
         int same = pt->data && pt->dtype == m->dtype;
+        const char *src = same ? (const char *)pt->data +
+                                     (r * (pt->src_cols ? pt->src_cols : cols) + pt->col0) * esz
+                               : NULL;
         for (size_t c = 0; c < cols; c++) {
             char *dst = pp + (c * 16 + slot) * esz;
             if (same) {
-                memcpy(dst, (const char *)pt->data + (r * cols + c) * esz, esz);
+                memcpy(dst, src + c * esz, esz);
                 continue;
             }
             float v = part_value(pt, cols, r, c);

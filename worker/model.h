@@ -35,8 +35,15 @@ struct model_opts {
     int max_batch_tokens; /* tokens per step */
     int max_seqs;         /* sequences per step */
     int max_logits;       /* logit rows per step; 0: max_seqs */
-    int max_model_len;    /* longest sequence; 0: max_position_embeddings (times the
-                             factor of linear and dynamic rope scaling, as vLLM) */
+    /* Tensor parallelism: this model is rank tp_rank of tp_size (0 or 1: alone) and holds
+     * 1/tp_size of the attention heads, KV heads and MLP columns (each must divide evenly).
+     * all_reduce(ctx, buf, n) must replace buf[0..n) (device memory) by its sum over the
+     * ranks; every rank calls it at the same two points of each layer of every step. */
+    int tp_rank, tp_size;
+    void (*all_reduce)(void *ctx, float *buf, size_t n);
+    void *all_reduce_ctx;
+    int max_model_len; /* longest sequence; 0: max_position_embeddings (times the
+                          factor of linear and dynamic rope scaling, as vLLM) */
 };
 
 struct model_batch {

@@ -95,6 +95,15 @@ static void upload_batch(struct model *m, const struct model_batch *b)
     be->ops->upload(be, m->cos_sin, m->h_cos_sin, n * half * 2 * sizeof(float));
 }
 
+/* reduce: sums x over the tensor-parallel ranks. Each rank's o and down matmuls add their
+ * partial products to x on rank 0 only and overwrite x elsewhere, so the sum is
+ * x + every rank's part. */
+static void reduce(struct model *m, size_t n)
+{
+    if (m->tp_size > 1)
+        m->all_reduce(m->all_reduce_ctx, m->x, n * m->ld_h);
+}
+
 static void layer_forward(struct model *m, const struct model_layer *ly,
                           const struct model_batch *b)
 {
@@ -103,21 +112,24 @@ static void layer_forward(struct model *m, const struct model_layer *ly,
     const struct model_config *c = &m->cfg;
     size_t n = b->n_tokens, hid = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
     float eps = (float)c->rms_norm_eps;
+    int residual = m->tp_rank == 0;
 
     op->rmsnorm(be, m->h, m->ld_h, m->x, m->ld_h, n, hid, ly->attn_norm, eps);
     op->matmul(be, m->qkv, m->ld_qkv, m->h, m->ld_h, n, ly->qkv, 0);
-    op->rope(be, m->qkv, m->ld_qkv, n, (size_t)(c->num_heads + c->num_kv_heads), hd, m->cos_sin);
+    op->rope(be, m->qkv, m->ld_qkv, n, m->n_heads + m->n_kv_heads, hd, m->cos_sin);
     float *k = m->qkv + m->q_dim, *v = k + m->kv_dim;
     op->kv_store(be, &ly->kv, k, m->ld_qkv, v, m->ld_qkv, n, m->d_slots);
-    op->attention(be, m->attn, m->ld_q, m->qkv, m->ld_qkv, n, (size_t)c->num_heads, &ly->kv,
-                  m->d_pos, m->d_seq, m->d_tables, b->max_blocks, c->sliding_window,
+    op->attention(be, m->attn, m->ld_q, m->qkv, m->ld_qkv, n, m->n_heads, &ly->kv, m->d_pos,
+                  m->d_seq, m->d_tables, b->max_blocks, c->sliding_window,
                   (float)(1.0 / sqrt((double)hd)));
-    op->matmul(be, m->x, m->ld_h, m->attn, m->ld_q, n, ly->o, 1);
+    op->matmul(be, m->x, m->ld_h, m->attn, m->ld_q, n, ly->o, residual);
+    reduce(m, n);
 
     op->rmsnorm(be, m->h, m->ld_h, m->x, m->ld_h, n, hid, ly->mlp_norm, eps);
     op->matmul(be, m->gu, m->ld_gu, m->h, m->ld_h, n, ly->gate_up, 0);
-    op->silu_mul(be, m->act, m->ld_ff, m->gu, m->ld_gu, n, (size_t)c->intermediate_size);
-    op->matmul(be, m->x, m->ld_h, m->act, m->ld_ff, n, ly->down, 1);
+    op->silu_mul(be, m->act, m->ld_ff, m->gu, m->ld_gu, n, m->ff);
+    op->matmul(be, m->x, m->ld_h, m->act, m->ld_ff, n, ly->down, residual);
+    reduce(m, n);
 }
 
 int model_forward(struct model *m, const struct model_batch *b, float *logits, char *err,

@@ -23,7 +23,12 @@ struct model {
     struct model_config cfg;
     struct generation_config gen;
     struct backend *be;
-    size_t q_dim, kv_dim; /* heads * head_dim, kv_heads * head_dim */
+    int tp_rank, tp_size;
+    void (*all_reduce)(void *ctx, float *buf, size_t n);
+    void *all_reduce_ctx;
+    /* this rank's share: */
+    size_t n_heads, n_kv_heads, ff; /* attention heads, KV heads, MLP columns */
+    size_t q_dim, kv_dim;           /* n_heads * head_dim, n_kv_heads * head_dim */
     int block_size, num_blocks, max_batch_tokens, max_seqs, max_logits, max_model_len;
     size_t max_blocks;
     struct model_layer *layers;  /* [num_layers] */

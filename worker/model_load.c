@@ -77,60 +77,67 @@ static enum kn_dtype kn_of(enum st_dtype t)
     return t == ST_F32 ? KN_F32 : t == ST_F16 ? KN_F16 : KN_BF16;
 }
 
-/* part: fills p from tensor name ([rows, cols]) and, when bias_name, its bias [rows]. */
-static int part(struct loader *L, struct backend_mat_part *p, const char *name, size_t rows,
-                size_t cols, const char *bias_name)
+/* A stacked part: rows [row0, row0 + rows) of tensor name ([full_rows, full_cols]) and of
+ * its bias [full_rows] when bias is not NULL. */
+struct part_spec {
+    const char *name, *bias;
+    size_t full_rows, row0, rows;
+};
+
+/* part: fills p from spec, taking columns [col0, col0 + cols) of each row. */
+static int part(struct loader *L, struct backend_mat_part *p, const struct part_spec *sp,
+                size_t full_cols, size_t col0, size_t cols)
 {
     const struct st_tensor *t, *b = NULL;
-    int rc = find(L, name, rows, cols, &t);
-    if (rc == 0 && bias_name)
-        rc = find(L, bias_name, rows, 0, &b);
+    int rc = find(L, sp->name, sp->full_rows, full_cols, &t);
+    if (rc == 0 && sp->bias)
+        rc = find(L, sp->bias, sp->full_rows, 0, &b);
     if (rc)
         return rc;
-    *p = (struct backend_mat_part){.rows = rows,
+    *p = (struct backend_mat_part){.rows = sp->rows,
+                                   .src_cols = full_cols,
+                                   .col0 = col0,
                                    .seed = ++L->next_seed + L->o->seed * 1000003u,
                                    .scale = (float)(1.0 / sqrt((double)cols))};
     if (t) {
-        p->data = t->data;
         p->dtype = kn_of(t->dtype);
+        p->data = (const char *)t->data + sp->row0 * full_cols * st_dtype_size(t->dtype);
     }
     if (b) {
-        p->bias = b->data;
         p->bias_dtype = kn_of(b->dtype);
+        p->bias = (const char *)b->data + sp->row0 * st_dtype_size(b->dtype);
     }
     return 0;
 }
 
-static void release_parts(struct loader *L, const struct backend_mat_desc *d, const char **names,
-                          int n)
+static void release(struct loader *L, const char *name)
 {
-    (void)d;
-    for (int i = 0; L->st && i < n; i++)
-        if (names[i]) {
-            const struct st_tensor *t = st_find(L->st, names[i]);
-            if (t)
-                st_release(L->st, t);
-        }
+    const struct st_tensor *t = L->st && name ? st_find(L->st, name) : NULL;
+    if (t)
+        st_release(L->st, t);
 }
 
-/* matrix: builds a matrix of n parts from names[i] ([rows[i], cols]), biases optional. */
-static int matrix(struct loader *L, int n, const char **names, const char **bias,
-                  const size_t *rows, size_t cols, struct backend_mat **out)
+/* matrix: builds a matrix of n stacked parts, columns [col0, col0 + cols) of tensors
+ * full_cols wide. */
+static int matrix(struct loader *L, int n, const struct part_spec *sp, size_t full_cols,
+                  size_t col0, size_t cols, struct backend_mat **out)
 {
     struct backend_mat_desc d = {.cols = cols, .n_parts = n};
     for (int i = 0; i < n; i++) {
-        int rc = part(L, &d.parts[i], names[i], rows[i], cols, bias ? bias[i] : NULL);
+        int rc = part(L, &d.parts[i], &sp[i], full_cols, col0, cols);
         if (rc)
             return rc;
     }
     d.dtype = d.parts[0].data ? d.parts[0].dtype : L->o->dummy_dtype;
     int rc = L->m->be->ops->mat_new(L->m->be, &d, out);
     if (rc)
-        return fail(L, rc, "weights: cannot build \"%s\" (%zu x %zu)", names[0], rows[0], cols);
+        return fail(L, rc, "weights: cannot build \"%s\" (%zu x %zu)", sp[0].name, sp[0].rows,
+                    cols);
     L->m->weight_bytes += L->m->be->ops->mat_bytes(*out);
-    release_parts(L, &d, names, n);
-    if (bias)
-        release_parts(L, &d, bias, n);
+    for (int i = 0; i < n; i++) {
+        release(L, sp[i].name);
+        release(L, sp[i].bias);
+    }
     return 0;
 }
 
@@ -160,40 +167,46 @@ static int norm(struct loader *L, const char *name, size_t dim, float **out)
     return 0;
 }
 
+/* load_layer: layer i's norms and matrices, this rank's shard of them: its heads of q, k
+ * and v, the matching columns of o, its rows of gate and up, the matching columns of down.
+ * o's bias is added by rank 0 only (the all-reduce sums the ranks' partial outputs). */
 static int load_layer(struct loader *L, int i)
 {
     struct model *m = L->m;
     struct model_layer *ly = &m->layers[i];
     size_t hid = (size_t)m->cfg.hidden_size, ff = (size_t)m->cfg.intermediate_size;
-    char n[8][96];
-    const char *sfx[8] = {"input_layernorm.weight",  "post_attention_layernorm.weight",
-                          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                          "self_attn.v_proj.weight", "self_attn.o_proj.weight",
-                          "mlp.gate_proj.weight",    "mlp.up_proj.weight"};
-    for (int k = 0; k < 8; k++)
-        snprintf(n[k], sizeof n[k], "model.layers.%d.%s", i, sfx[k]);
-    char b[3][96], down[96];
-    for (int k = 0; k < 3; k++)
-        snprintf(b[k], sizeof b[k], "model.layers.%d.self_attn.%c_proj.bias", i, "qkv"[k]);
-    snprintf(down, sizeof down, "model.layers.%d.mlp.down_proj.weight", i);
-
-    const char *qkv[3] = {n[2], n[3], n[4]}, *qkv_b[3] = {b[0], b[1], b[2]};
-    size_t qkv_rows[3] = {m->q_dim, m->kv_dim, m->kv_dim};
+    size_t hd = (size_t)m->cfg.head_dim, r = (size_t)m->tp_rank;
+    size_t q_full = (size_t)m->cfg.num_heads * hd, kv_full = (size_t)m->cfg.num_kv_heads * hd;
+    char n[12][96];
+    const char *sfx[12] = {"input_layernorm.weight",  "post_attention_layernorm.weight",
+                           "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                           "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                           "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+                           "mlp.down_proj.weight",    "self_attn.q_proj.bias",
+                           "self_attn.k_proj.bias",   "self_attn.v_proj.bias"};
     char ob[96];
+    for (int k = 0; k < 12; k++)
+        snprintf(n[k], sizeof n[k], "model.layers.%d.%s", i, sfx[k]);
     snprintf(ob, sizeof ob, "model.layers.%d.self_attn.o_proj.bias", i);
-    const char *o[1] = {n[5]}, *o_b[1] = {ob}, *gu[2] = {n[6], n[7]}, *dn[1] = {down};
-    size_t o_rows[1] = {hid}, gu_rows[2] = {ff, ff}, dn_rows[1] = {hid};
+    int qb = m->cfg.qkv_bias;
+    struct part_spec qkv[3] = {{n[2], qb ? n[9] : NULL, q_full, r * m->q_dim, m->q_dim},
+                               {n[3], qb ? n[10] : NULL, kv_full, r * m->kv_dim, m->kv_dim},
+                               {n[4], qb ? n[11] : NULL, kv_full, r * m->kv_dim, m->kv_dim}};
+    struct part_spec o = {n[5], m->cfg.o_bias && r == 0 ? ob : NULL, hid, 0, hid};
+    struct part_spec gu[2] = {{n[6], NULL, ff, r * m->ff, m->ff},
+                              {n[7], NULL, ff, r * m->ff, m->ff}};
+    struct part_spec dn = {n[8], NULL, hid, 0, hid};
     int rc = norm(L, n[0], hid, &ly->attn_norm);
     if (!rc)
         rc = norm(L, n[1], hid, &ly->mlp_norm);
     if (!rc)
-        rc = matrix(L, 3, qkv, m->cfg.qkv_bias ? qkv_b : NULL, qkv_rows, hid, &ly->qkv);
+        rc = matrix(L, 3, qkv, hid, 0, hid, &ly->qkv);
     if (!rc)
-        rc = matrix(L, 1, o, m->cfg.o_bias ? o_b : NULL, o_rows, m->q_dim, &ly->o);
+        rc = matrix(L, 1, &o, q_full, r * m->q_dim, m->q_dim, &ly->o);
     if (!rc)
-        rc = matrix(L, 2, gu, NULL, gu_rows, hid, &ly->gate_up);
+        rc = matrix(L, 2, gu, hid, 0, hid, &ly->gate_up);
     if (!rc)
-        rc = matrix(L, 1, dn, NULL, dn_rows, ff, &ly->down);
+        rc = matrix(L, 1, &dn, ff, r * m->ff, m->ff, &ly->down);
     return rc;
 }
 
@@ -201,9 +214,9 @@ static int load_weights(struct loader *L)
 {
     struct model *m = L->m;
     size_t hid = (size_t)m->cfg.hidden_size, vocab = (size_t)m->cfg.vocab_size;
-    const char *emb[1] = {"model.embed_tokens.weight"}, *head[1] = {"lm_head.weight"};
-    size_t vrows[1] = {vocab};
-    int rc = matrix(L, 1, emb, NULL, vrows, hid, &m->embed);
+    struct part_spec emb = {"model.embed_tokens.weight", NULL, vocab, 0, vocab};
+    struct part_spec head = {"lm_head.weight", NULL, vocab, 0, vocab};
+    int rc = matrix(L, 1, &emb, hid, 0, hid, &m->embed);
     for (int i = 0; !rc && i < m->cfg.num_layers; i++)
         rc = load_layer(L, i);
     if (!rc)
@@ -211,7 +224,7 @@ static int load_weights(struct loader *L)
     if (!rc && m->cfg.tie_word_embeddings)
         m->lm_head = m->embed;
     else if (!rc)
-        rc = matrix(L, 1, head, NULL, vrows, hid, &m->lm_head);
+        rc = matrix(L, 1, &head, hid, 0, hid, &m->lm_head);
     return rc;
 }
 
@@ -224,8 +237,8 @@ static size_t round_rows(size_t r)
 static int alloc_kv(struct loader *L)
 {
     struct model *m = L->m;
-    size_t per = (size_t)m->num_blocks * (size_t)m->cfg.num_kv_heads * (size_t)m->block_size *
-                 (size_t)m->cfg.head_dim;
+    size_t per =
+        (size_t)m->num_blocks * m->n_kv_heads * (size_t)m->block_size * (size_t)m->cfg.head_dim;
     size_t total = per * 2 * (size_t)m->cfg.num_layers;
     if (total / 2 / (size_t)m->cfg.num_layers != per || total > ((size_t)1 << 40) / sizeof(float))
         return fail(L, ERR_LIMIT, "KV cache of %d blocks is too large", m->num_blocks);
@@ -238,7 +251,7 @@ static int alloc_kv(struct loader *L)
         kv->k = m->kv_mem + per * 2 * (size_t)i;
         kv->v = kv->k + per;
         kv->n_blocks = (size_t)m->num_blocks;
-        kv->n_kv_heads = (size_t)m->cfg.num_kv_heads;
+        kv->n_kv_heads = m->n_kv_heads;
         kv->block_size = (size_t)m->block_size;
         kv->head_dim = (size_t)m->cfg.head_dim;
     }
@@ -260,8 +273,8 @@ static int alloc_workspaces(struct loader *L)
     m->ld_h = round_rows((size_t)m->cfg.hidden_size);
     m->ld_qkv = round_rows(m->q_dim + 2 * m->kv_dim);
     m->ld_q = round_rows(m->q_dim);
-    m->ld_gu = round_rows(2 * (size_t)m->cfg.intermediate_size);
-    m->ld_ff = round_rows((size_t)m->cfg.intermediate_size);
+    m->ld_gu = round_rows(2 * m->ff);
+    m->ld_ff = round_rows(m->ff);
     m->ld_vocab = round_rows((size_t)m->cfg.vocab_size);
     int ok = 1;
     m->x = ws(m, t * m->ld_h, sizeof(float), &ok);
@@ -300,6 +313,33 @@ static int check_opts(struct loader *L, const struct model_opts *o)
     return 0;
 }
 
+/* shard: this rank's share of heads and MLP columns. */
+static int shard(struct loader *L)
+{
+    struct model *m = L->m;
+    const struct model_config *c = &m->cfg;
+    int tp = L->o->tp_size > 1 ? L->o->tp_size : 1;
+    if (L->o->tp_rank < 0 || L->o->tp_rank >= tp)
+        return fail(L, ERR_RANGE, "tensor-parallel rank %d of %d", L->o->tp_rank, tp);
+    if (c->num_heads % tp || c->num_kv_heads % tp || c->intermediate_size % tp)
+        return fail(L, ERR_UNSUPPORTED,
+                    "tensor parallel size %d does not divide num_attention_heads %d, "
+                    "num_key_value_heads %d and intermediate_size %d",
+                    tp, c->num_heads, c->num_kv_heads, c->intermediate_size);
+    if (tp > 1 && !L->o->all_reduce)
+        return fail(L, ERR_INVAL, "tensor parallel size %d without an all-reduce", tp);
+    m->tp_size = tp;
+    m->tp_rank = L->o->tp_rank;
+    m->all_reduce = L->o->all_reduce;
+    m->all_reduce_ctx = L->o->all_reduce_ctx;
+    m->n_heads = (size_t)(c->num_heads / tp);
+    m->n_kv_heads = (size_t)(c->num_kv_heads / tp);
+    m->ff = (size_t)(c->intermediate_size / tp);
+    m->q_dim = m->n_heads * (size_t)c->head_dim;
+    m->kv_dim = m->n_kv_heads * (size_t)c->head_dim;
+    return 0;
+}
+
 static int setup(struct loader *L, const char *dir)
 {
     struct model *m = L->m;
@@ -310,8 +350,8 @@ static int setup(struct loader *L, const char *dir)
     if (rc)
         return rc;
     m->be = o->backend;
-    m->q_dim = (size_t)m->cfg.num_heads * (size_t)m->cfg.head_dim;
-    m->kv_dim = (size_t)m->cfg.num_kv_heads * (size_t)m->cfg.head_dim;
+    if ((rc = shard(L)) != 0)
+        return rc;
     m->block_size = o->block_size;
     m->num_blocks = o->num_blocks;
     m->max_batch_tokens = o->max_batch_tokens;

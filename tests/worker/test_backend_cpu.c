@@ -63,8 +63,10 @@ static void check_matmul(struct backend *b, enum kn_dtype t, size_t rows0, size_
     for (size_t i = 0; i < rows1; i++)
         b1[i] = frand();
     struct backend_mat_desc d = {.cols = cols, .dtype = t, .n_parts = 2};
-    d.parts[0] = (struct backend_mat_part){w0, t, rows0, bias ? b0 : NULL, KN_F32, 0, 0};
-    d.parts[1] = (struct backend_mat_part){w1, t, rows1, bias ? b1 : NULL, KN_F32, 0, 0};
+    d.parts[0] = (struct backend_mat_part){
+        .data = w0, .dtype = t, .rows = rows0, .bias = bias ? b0 : NULL, .bias_dtype = KN_F32};
+    d.parts[1] = (struct backend_mat_part){
+        .data = w1, .dtype = t, .rows = rows1, .bias = bias ? b1 : NULL, .bias_dtype = KN_F32};
     struct backend_mat *m;
     REQUIRE(b->ops->mat_new(b, &d, &m) == 0);
     size_t rows = rows0 + rows1, ldo = BACKEND_ROUND_ROWS(rows) + 3, ldx = cols + 5;

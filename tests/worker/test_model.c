@@ -5,6 +5,7 @@
  */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,6 +195,127 @@ TEST(dummy_load_builds_the_config_shapes_and_runs)
     CHECK(finite);
     free(logits);
     model_free(m);
+    be->ops->destroy(be);
+}
+
+/* An in-process all-reduce for two ranks, the protocol the shared-memory one follows: each
+ * rank publishes its buffer, then sums its half of the elements into both buffers. */
+struct tp_group {
+    pthread_barrier_t bar;
+    float *buf[2];
+};
+
+struct tp_rank {
+    struct tp_group *g;
+    int rank;
+    struct model *m;
+    const int32_t *ids;
+    size_t n;
+    float logits[512];
+    int rc;
+};
+
+static void tp_all_reduce(void *ctx, float *buf, size_t n)
+{
+    struct tp_rank *r = ctx;
+    r->g->buf[r->rank] = buf;
+    pthread_barrier_wait(&r->g->bar);
+    for (size_t i = n / 2 * (size_t)r->rank; i < (r->rank ? n : n / 2); i++) {
+        float s = r->g->buf[0][i] + r->g->buf[1][i];
+        r->g->buf[0][i] = s, r->g->buf[1][i] = s;
+    }
+    pthread_barrier_wait(&r->g->bar);
+}
+
+/* run_prompt: the prompt in one step, logits of its last token. */
+static int run_prompt(struct model *m, const int32_t *ids, size_t n, float *logits)
+{
+    int32_t pos[64], seq[64], slot[64], table[32] = {0, 1, 2, 3}, last = (int32_t)n - 1;
+    for (size_t i = 0; i < n; i++)
+        pos[i] = (int32_t)i, seq[i] = 0, slot[i] = (int32_t)i;
+    struct model_batch b = {n, ids, pos, seq, slot, 1, table, model_max_blocks(m), 1, &last};
+    char err[256];
+    return model_forward(m, &b, logits, err, sizeof err);
+}
+
+static void *tp_rank_main(void *arg)
+{
+    struct tp_rank *r = arg;
+    r->rc = run_prompt(r->m, r->ids, r->n, r->logits);
+    return NULL;
+}
+
+TEST(tensor_parallel_two_ranks_match_one)
+{
+    struct fixture one = {0};
+    REQUIRE(open_stories(&one, 16, 8) == 0);
+    int32_t ids[40];
+    for (int i = 0; i < 40; i++)
+        ids[i] = i ? (int32_t)(3 + (i * 37) % 500) : 1;
+    float want[512];
+    REQUIRE(run_prompt(one.m, ids, 40, want) == 0);
+
+    struct tp_group g;
+    pthread_barrier_init(&g.bar, NULL, 2);
+    struct tp_rank r[2];
+    struct backend *be[2];
+    char err[256];
+    for (int k = 0; k < 2; k++) {
+        r[k] = (struct tp_rank){.g = &g, .rank = k, .ids = ids, .n = 40};
+        REQUIRE(backend_cpu_new(1, BACKEND_SIMD_AUTO, &be[k]) == 0);
+        struct model_opts o = {.backend = be[k],
+                               .block_size = 16,
+                               .num_blocks = 8,
+                               .max_batch_tokens = 64,
+                               .max_seqs = 4,
+                               .max_logits = 4,
+                               .tp_rank = k,
+                               .tp_size = 2,
+                               .all_reduce = tp_all_reduce,
+                               .all_reduce_ctx = &r[k]};
+        REQUIRE(model_load(one.dir, &o, &r[k].m, err, sizeof err) == 0);
+    }
+    CHECK(model_weight_bytes(r[0].m) < model_weight_bytes(one.m));
+    pthread_t t;
+    pthread_create(&t, NULL, tp_rank_main, &r[1]);
+    tp_rank_main(&r[0]);
+    pthread_join(t, NULL);
+    CHECK(r[0].rc == 0 && r[1].rc == 0);
+    double worst = 0, scale = 0;
+    for (int v = 0; v < 512; v++) {
+        worst = fmax(worst, fabs((double)r[0].logits[v] - want[v]));
+        scale = fmax(scale, fabs((double)want[v]));
+    }
+    if (worst > 1e-5 * scale)
+        TEST_FAIL_AT("TP=2 logits differ from TP=1 by %g (max |logit| %g)", worst, scale);
+    CHECK(memcmp(r[0].logits, r[1].logits, sizeof r[0].logits) == 0);
+    for (int k = 0; k < 2; k++) {
+        model_free(r[k].m);
+        be[k]->ops->destroy(be[k]);
+    }
+    pthread_barrier_destroy(&g.bar);
+    close_fixture(&one);
+}
+
+TEST(tensor_parallel_size_must_divide_the_heads)
+{
+    struct backend *be;
+    REQUIRE(backend_cpu_new(1, BACKEND_SIMD_AUTO, &be) == 0);
+    char dir[512], err[256];
+    snprintf(dir, sizeof dir, "%s/models/stories260K", fixtures());
+    struct model *m = NULL;
+    struct model_opts o = {.backend = be,
+                           .block_size = 16,
+                           .num_blocks = 4,
+                           .max_batch_tokens = 8,
+                           .max_seqs = 1,
+                           .tp_size = 3,
+                           .all_reduce = tp_all_reduce};
+    CHECK_EQ(model_load(dir, &o, &m, err, sizeof err), ERR_UNSUPPORTED);
+    CHECK(strstr(err, "does not divide") != NULL);
+    o.tp_size = 2, o.all_reduce = NULL;
+    CHECK_EQ(model_load(dir, &o, &m, err, sizeof err), ERR_INVAL);
+    CHECK(m == NULL);
     be->ops->destroy(be);
 }
 
