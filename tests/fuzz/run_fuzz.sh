@@ -34,6 +34,10 @@ for drv in "$build"/fuzz_*; do
         python3 tests/fuzz/seeds_model_config.py "$fixtures" "$corpus"
         extra=(-dict=tests/fuzz/model_config.dict -max_len=16384)
         ;;
+    fuzz_wire)
+        python3 tests/fuzz/seeds_wire.py "$corpus"
+        extra=(-max_len=65536)
+        ;;
     fuzz_jinja_render)
         python3 tests/fuzz/seeds_jinja.py render "$fixtures" "$corpus"
         extra=(-max_len=16384)
