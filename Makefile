@@ -68,7 +68,7 @@ TTEST_BINS := $(TTEST_SRC:tests/%.c=$(BUILD)/tests/%)
 WTEST_SRC  := $(sort $(wildcard tests/worker/test_*.c))
 WTEST_BINS := $(WTEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # tools the Python model tests drive (not tests themselves)
-MODEL_TOOLS := $(BUILD)/tests/model/forward_runner
+MODEL_TOOLS := $(BUILD)/tests/model/forward_runner $(BUILD)/tests/model/sampler_driver
 
 BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
 BENCH_BINS := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)

@@ -34,6 +34,9 @@ echo
 python3 tests/bench/bench_chat_template.py "$build/tests/bench/bench_chat_template" "$fixtures" \
     "$build/bench" || status=1
 echo
+echo "sampler: ns per sample, one thread"
+"$build/tests/bench/bench_sampler" || status=1
+echo
 echo "CPU model: TinyLlama-1.1B shapes, dummy bf16 weights, every CPU"
 "$build/tests/bench/bench_model" "$fixtures/shapes/tinyllama-1.1b-chat" || status=1
 exit $status
