@@ -1,23 +1,19 @@
 /* shm_allreduce: all-reduce across processes through shared memory. See shm_allreduce.h. */
 #include "worker/shm_allreduce.h"
 
-#include <errno.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
+#include "worker/peer.h"
 
 #define MAX_RANKS 64
 #define MAGIC 0x6b696c6e61727231ull /* "kilnarr1" */
-#define SPINS_PER_CHECK 4096
 
 /* The region: this header, then result[max_elems], then slot[n_ranks][max_elems]. */
 struct shm_header {
@@ -110,24 +106,6 @@ void shm_allreduce_abort(void *region)
     atomic_store(&((struct shm_header *)region)->aborted, 1);
 }
 
-/* process_alive: pid exists and is not a zombie (a dead child its parent has not reaped). */
-static int process_alive(int pid)
-{
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 0;
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 1; /* no /proc: trust kill */
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *close_paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
-    return !(close_paren && close_paren[1] == ' ' &&
-             (close_paren[2] == 'Z' || close_paren[2] == 'X'));
-}
-
 /* peers_alive: every registered peer process is alive and the group is not aborted. */
 static int peers_alive(const struct shm_header *h)
 {
@@ -135,7 +113,7 @@ static int peers_alive(const struct shm_header *h)
         return 0;
     for (int r = 0; r < h->n_ranks; r++) {
         int pid = atomic_load(&h->pid[r]);
-        if (pid > 0 && !process_alive(pid))
+        if (pid > 0 && !peer_alive(pid))
             return 0;
     }
     return 1;
@@ -150,15 +128,11 @@ static int barrier(struct shm_header *h)
         atomic_fetch_add(&h->generation, 1);
         return 0;
     }
-    for (unsigned long spins = 1; atomic_load(&h->generation) == gen; spins++) {
-        if (spins % SPINS_PER_CHECK == 0) {
-            if (!peers_alive(h)) {
-                atomic_store(&h->aborted, 1);
-                return ERR_STATE;
-            }
-            sched_yield();
+    for (unsigned long i = 1; atomic_load(&h->generation) == gen; i++)
+        if (peer_backoff(i) && !peers_alive(h)) {
+            atomic_store(&h->aborted, 1);
+            return ERR_STATE;
         }
-    }
     return atomic_load(&h->aborted) ? ERR_STATE : 0;
 }
 
