@@ -32,9 +32,9 @@ ifeq ($(WERROR),1)
   WARN += -Werror
 endif
 
-PKGS    := jansson libpcre2-8 libutf8proc
+PKGS    := jansson libpcre2-8 libutf8proc libzmq
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc -lzmq)
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -I. -MMD -MP
@@ -84,7 +84,7 @@ all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(WTEST_BINS) $(MODEL_TOOLS) 
 DEPS_STAMP := $(BUILD)/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
-	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, jinja2, numpy, pytest" 2>/dev/null || \
+	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, jinja2, numpy, pytest, zmq" 2>/dev/null || \
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
