@@ -15,5 +15,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_engine(int argc, char **argv);
 
 #endif

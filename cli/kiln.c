@@ -15,6 +15,8 @@ static const struct cli_command commands[] = {
     {"chat-template", "render TEMPLATE_FILE INPUT_JSON: a chat template, as transformers does",
      cmd_chat_template},
     {"generate", "run a model offline on the CPU: --model DIR --prompt TEXT", cmd_generate},
+    {"engine", "serve a model to frontends over ZeroMQ: --model DIR [--addr ipc://...]",
+     cmd_engine},
 };
 
 static void usage(FILE *out)

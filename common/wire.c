@@ -174,7 +174,9 @@ static int check_seq(const struct wire_seq_out *s, uint32_t i, char *err, size_t
     if (s->choice >= WIRE_MAX_CHOICES || s->finish > WIRE_FINISH_ERROR)
         return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: choice %u or finish %u out of range", i,
                     s->choice, s->finish);
-    if (s->stop_reason < -1 || (s->stop_reason >= 0 && s->finish != WIRE_FINISH_STOP))
+    if (s->stop_reason < -1 || (s->stop_reason >= 0 && s->finish != WIRE_FINISH_STOP &&
+                                (s->finish != WIRE_FINISH_ERROR ||
+                                 s->stop_reason > WIRE_ERROR_MAX_)))
         return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: stop reason %d with finish %u", i,
                     s->stop_reason, s->finish);
     if (s->n_cached_tokens > s->n_prompt_tokens)

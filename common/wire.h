@@ -78,7 +78,17 @@ enum wire_finish {
     WIRE_FINISH_STOP = 1, /* EOS, a stop id or a stop string */
     WIRE_FINISH_LENGTH = 2,
     WIRE_FINISH_ABORT = 3,
-    WIRE_FINISH_ERROR = 4
+    WIRE_FINISH_ERROR = 4 /* the engine refused or failed it; stop_reason says why */
+};
+
+/* Why a request ended with WIRE_FINISH_ERROR (carried in stop_reason; the frontend maps
+ * it to an HTTP status). */
+enum wire_error {
+    WIRE_ERROR_INTERNAL = 0,   /* 500 */
+    WIRE_ERROR_OVERLOADED = 1, /* the engine's queue or request table is full: 429 */
+    WIRE_ERROR_INVALID = 2,    /* too long for the model or the KV pool, a bad id: 400 */
+    WIRE_ERROR_DRAINING = 3,   /* the engine is shutting down: 503 */
+    WIRE_ERROR_MAX_ = 3
 };
 
 struct wire_hello {
@@ -126,7 +136,8 @@ struct wire_seq_out {
     uint64_t request_id;
     uint32_t choice;     /* < the request's n */
     uint8_t finish;      /* enum wire_finish */
-    int32_t stop_reason; /* the stop token id that matched (finish STOP only), or -1 */
+    int32_t stop_reason; /* finish STOP: the stop token id that matched, or -1; finish
+                            ERROR: enum wire_error; otherwise -1 */
     uint32_t n_prompt_tokens;
     uint32_t n_cached_tokens; /* <= n_prompt_tokens */
     uint32_t n_generated_tokens;

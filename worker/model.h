@@ -85,6 +85,11 @@ size_t model_max_blocks(const struct model *m);
 int model_block_size(const struct model *m);
 int model_num_blocks(const struct model *m);
 
+/* model_longest_len: the longest sequence config c allows (max_position_embeddings, times
+ * the factor of linear and dynamic rope scaling, as vLLM; at most 2^24): the default of
+ * model_opts.max_model_len. */
+int model_longest_len(const struct model_config *c);
+
 /*
  * model_forward: runs one step and writes logits[n_logits][vocab_size] (host memory) for
  * the rows asked for. Returns 0, or ERR_RANGE (with the reason in err) when the batch is

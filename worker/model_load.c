@@ -359,18 +359,11 @@ static int setup(struct loader *L, const char *dir)
     m->max_logits = o->max_logits ? o->max_logits : o->max_seqs;
     if (m->max_logits > m->max_batch_tokens)
         m->max_logits = m->max_batch_tokens;
-    /* as vLLM: linear and dynamic scaling stretch the positions the model can take */
-    double stretch =
-        m->cfg.rope_type == ROPE_SCALING_LINEAR || m->cfg.rope_type == ROPE_SCALING_DYNAMIC
-            ? m->cfg.rope_factor
-            : 1.0;
-    double longest = m->cfg.max_position_embeddings * (stretch > 1.0 ? stretch : 1.0);
-    if (longest > (1 << 24))
-        longest = 1 << 24;
-    m->max_model_len = o->max_model_len ? o->max_model_len : (int)longest;
-    if (m->max_model_len > (int)longest)
+    int longest = model_longest_len(&m->cfg);
+    m->max_model_len = o->max_model_len ? o->max_model_len : longest;
+    if (m->max_model_len > longest)
         return fail(L, ERR_RANGE, "max_model_len %d is longer than the model's %d positions",
-                    m->max_model_len, (int)longest);
+                    m->max_model_len, longest);
     m->max_blocks = ((size_t)m->max_model_len + (size_t)m->block_size - 1) / (size_t)m->block_size;
     m->layers = calloc((size_t)m->cfg.num_layers, sizeof *m->layers);
     if (!m->layers)
@@ -462,6 +455,16 @@ size_t model_max_blocks(const struct model *m)
 int model_block_size(const struct model *m)
 {
     return m->block_size;
+}
+
+int model_longest_len(const struct model_config *c)
+{
+    /* as vLLM: linear and dynamic scaling stretch the positions the model can take */
+    double stretch = c->rope_type == ROPE_SCALING_LINEAR || c->rope_type == ROPE_SCALING_DYNAMIC
+                         ? c->rope_factor
+                         : 1.0;
+    double longest = c->max_position_embeddings * (stretch > 1.0 ? stretch : 1.0);
+    return longest > (1 << 24) ? 1 << 24 : (int)longest;
 }
 
 int model_num_blocks(const struct model *m)

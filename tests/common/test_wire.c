@@ -132,7 +132,9 @@ static void rnd_seq(struct arena *a, struct wire_seq_out *s)
     s->request_id = rnd();
     s->choice = rnd_below(WIRE_MAX_CHOICES);
     s->finish = (uint8_t)rnd_below(5);
-    s->stop_reason = s->finish == WIRE_FINISH_STOP && rnd_below(2) ? (int32_t)rnd_below(9) : -1;
+    s->stop_reason = s->finish == WIRE_FINISH_STOP && rnd_below(2)    ? (int32_t)rnd_below(9)
+                     : s->finish == WIRE_FINISH_ERROR && rnd_below(2) ? (int32_t)rnd_below(4)
+                                                                      : -1;
     s->n_prompt_tokens = rnd_below(100000);
     s->n_cached_tokens = rnd_below(s->n_prompt_tokens + 1);
     s->n_generated_tokens = (uint32_t)rnd();
@@ -721,6 +723,10 @@ TEST(rule_tokens_values)
     struct wire_seq_out s = {
         .request_id = 1, .finish = WIRE_FINISH_LENGTH, .stop_reason = 2, .ids = ids, .n_ids = 2};
     refuse_seq(&s, ERR_RANGE, "stop reason");
+    s.finish = WIRE_FINISH_ERROR; /* an error's reason: enum wire_error */
+    s.stop_reason = WIRE_ERROR_MAX_ + 1;
+    refuse_seq(&s, ERR_RANGE, "stop reason");
+    s.finish = WIRE_FINISH_LENGTH;
     s.stop_reason = -1;
     s.n_prompt_tokens = 3;
     s.n_cached_tokens = 4;

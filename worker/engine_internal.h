@@ -1,0 +1,96 @@
+/*
+ * engine_internal: struct engine, shared by engine.c (set-up and the step loop) and
+ * engine_io.c (messages in and out). Nothing else includes it.
+ */
+#ifndef KILN_ENGINE_INTERNAL_H
+#define KILN_ENGINE_INTERNAL_H
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/mq.h"
+#include "common/wire.h"
+#include "worker/backend.h"
+#include "worker/engine.h"
+#include "worker/kv_blocks.h"
+#include "worker/model.h"
+#include "worker/rank_pool.h"
+#include "worker/sampler.h"
+#include "worker/scheduler.h"
+
+#define ENGINE_MAX_FRONTENDS 64
+#define ENGINE_MAX_BACKLOG (64u << 20) /* bytes queued for one frontend before it is dropped */
+
+/* A frontend we heard from, and what this step has for it. */
+struct engine_frontend {
+    bool live;
+    struct mq_peer peer;
+    uint64_t last_seen_us;
+    struct buf pending;        /* encoded messages not yet accepted by ZeroMQ */
+    struct wire_seq_out *outs; /* [cap_outs] this step's TOKENS entries */
+    uint32_t n_outs, cap_outs;
+    int32_t *tok;    /* [cap_outs] one new token per entry */
+    float *lp;       /* [cap_outs] its logprob */
+    int32_t *top_ids; /* [cap_outs][SAMPLING_MAX_LOGPROBS] */
+    float *top_lps;   /* [cap_outs][SAMPLING_MAX_LOGPROBS] */
+};
+
+/* A live request: the scheduler's id for it is (gen << 32) | its index in the table. */
+struct engine_request {
+    bool used;
+    uint32_t gen;
+    uint32_t front;     /* index in fronts */
+    uint64_t front_rid; /* the frontend's id */
+};
+
+struct engine {
+    struct engine_config cfg;
+    struct rank_pool *ranks;
+    struct backend *be;
+    struct model *m;
+    void *kv_region; /* the block manager's bookkeeping (shared mapping) */
+    size_t kv_region_bytes;
+    struct kv_blocks *kb;
+    struct scheduler *sched;
+    struct sampler_scratch scratch;
+    size_t vocab;
+    int max_model_len;
+    float *logits;                 /* [max_num_seqs][vocab] */
+    int32_t *sampled;              /* [max_num_seqs] */
+    struct sampler_logprobs *lps;  /* [max_num_seqs] */
+    int32_t eos[SCHED_MAX_EOS];
+    uint32_t n_eos;
+    struct mq_context *ctx;
+    struct mq_engine *mq;
+    char endpoint[256];
+    struct engine_frontend fronts[ENGINE_MAX_FRONTENDS];
+    struct engine_request *reqs; /* [n_reqs] */
+    uint32_t n_reqs;
+    struct arena arena; /* decoded messages, reset per message */
+    struct buf in;
+    uint64_t epoch, engine_id, step, last_beat_us;
+    uint64_t seed_base, n_added; /* unseeded request k draws with a mix of the two */
+    uint8_t state; /* enum wire_state */
+    char model_name[WIRE_MAX_STRING + 1];
+    /* per-step CPU time outside the model forward, for the debug log and the bench */
+    double overhead_us_sum;
+    uint64_t overhead_steps;
+};
+
+/* engine_now_us: a monotonic clock in microseconds. */
+uint64_t engine_now_us(void);
+
+/* engine_receive: handles every waiting message, waiting up to timeout_ms for the first.
+ * Returns the number of messages handled or a negative ERR_* (fatal socket error). */
+int engine_receive(struct engine *e, int timeout_ms);
+
+/* engine_emit_events: turns a commit's events (with their logprobs in e->lps) into TOKENS
+ * entries for their frontends, and frees finished requests' table entries. */
+void engine_emit_events(struct engine *e, const struct sched_step *step,
+                        const struct sched_events *ev);
+
+/* engine_flush: sends each frontend what it has pending (one ZeroMQ message per frontend),
+ * HEARTBEAT and STATS once a second; drops frontends that are gone, silent or too far
+ * behind, aborting their requests. Returns 0 or a fatal socket error. */
+int engine_flush(struct engine *e);
+
+#endif
