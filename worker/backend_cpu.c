@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,16 +52,44 @@ static void *big_alloc(size_t bytes)
     return p;
 }
 
+/* The header in front of a cpu_alloc block: the mapping to give back. */
+struct map_header {
+    void *base;
+    size_t len;
+};
+
+#define MAP_HEADER 64 /* bytes reserved before each block for its header (keeps 64 alignment) */
+
+/* cpu_alloc: device memory is a private anonymous mapping: zero by construction, so a large
+ * KV pool costs resident memory only for the pages a step writes (no memset at start-up). */
 static void *cpu_alloc(struct backend *b, size_t bytes)
 {
     (void)b;
-    return big_alloc(bytes ? bytes : 1);
+    size_t align = bytes >= HUGE_ALIGN ? HUGE_ALIGN : 64;
+    if (bytes > SIZE_MAX / 2)
+        return NULL;
+    size_t len = MAP_HEADER + bytes + align;
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    uintptr_t p = ((uintptr_t)base + MAP_HEADER + align - 1) / align * align;
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_ALIGN)
+        madvise((void *)p, bytes, MADV_HUGEPAGE);
+#endif
+    struct map_header *h = (struct map_header *)(p - MAP_HEADER);
+    h->base = base;
+    h->len = len;
+    return (void *)p;
 }
 
 static void cpu_dealloc(struct backend *b, void *p)
 {
     (void)b;
-    free(p);
+    if (!p)
+        return;
+    const struct map_header *h = (const struct map_header *)((char *)p - MAP_HEADER);
+    munmap(h->base, h->len);
 }
 
 static void cpu_copy(struct backend *b, void *dst, const void *src, size_t bytes)

@@ -169,8 +169,13 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
     e->sampled = malloc(ns * sizeof *e->sampled);
     e->lps = malloc(ns * sizeof *e->lps);
     e->reqs = calloc(e->n_reqs, sizeof *e->reqs);
+    for (e->index_cap = 16; e->index_cap < 2 * e->n_reqs; e->index_cap *= 2)
+        ;
+    e->req_index = malloc(e->index_cap * sizeof *e->req_index);
+    if (e->req_index)
+        memset(e->req_index, 0xff, e->index_cap * sizeof *e->req_index);
     if (sampler_scratch_init(&e->scratch, e->vocab) || !e->logits || !e->sampled || !e->lps ||
-        !e->reqs)
+        !e->reqs || !e->req_index)
         return fail(err, errlen, ERR_NOMEM, "out of memory for the engine's step buffers");
     return 0;
 }
@@ -258,8 +263,7 @@ static void sample_rows(struct engine *e, const struct sched_step *step)
     for (size_t i = 0; i < step->n_logits; i++) {
         const struct sched_seq *q = step->seqs[step->logit_seq[i]];
         struct sampler_logprobs *lp = q->sampler.params.logprobs >= 0 ? &e->lps[i] : NULL;
-        if (lp)
-            lp->n_top = 0;
+        e->lps[i].n_top = lp ? 0 : -1; /* -1: none asked (the commit may free q) */
         /* sizes match by construction: sampler_sample cannot fail here */
         sampler_sample(&q->sampler, e->logits + i * e->vocab, e->eos, e->n_eos, &e->scratch,
                        &e->sampled[i], lp);
@@ -287,12 +291,13 @@ static int run_step(struct engine *e, double *forward_us, char *err, size_t errl
     struct sched_events ev;
     if ((rc = scheduler_commit(e->sched, &step, e->sampled, &ev)) != 0)
         return fail(err, errlen, rc, "commit: %s", err_name(rc));
-    engine_emit_events(e, &step, &ev);
+    engine_emit_events(e, &ev);
     e->step++;
     return 1;
 }
 
-int engine_run(struct engine *e, volatile sig_atomic_t *stop, char *err, size_t errlen)
+/* run_loop: engine_run's body. */
+static int run_loop(struct engine *e, volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
     uint64_t last_log = engine_now_us();
     for (;;) {
@@ -330,6 +335,16 @@ int engine_run(struct engine *e, volatile sig_atomic_t *stop, char *err, size_t 
     }
 }
 
+int engine_run(struct engine *e, volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+    int rc = run_loop(e, stop, err, errlen);
+    log_info("%llu steps; %.1f us per step outside the forward pass (receive, schedule, sample, "
+             "commit, send)",
+             (unsigned long long)e->step,
+             e->overhead_steps ? e->overhead_us_sum / (double)e->overhead_steps : 0.0);
+    return rc;
+}
+
 void engine_free(struct engine *e)
 {
     if (!e)
@@ -359,6 +374,7 @@ void engine_free(struct engine *e)
     free(e->sampled);
     free(e->lps);
     free(e->reqs);
+    free(e->req_index);
     arena_deinit(&e->arena);
     buf_deinit(&e->in);
     free(e);

@@ -7,7 +7,7 @@
  *   schedule a step -> publish it to the other ranks -> run the model -> sample -> commit ->
  *   queue one TOKENS entry per sampled token for its frontend -> send each frontend ONE
  *   ZeroMQ message with everything this step produced for it -> HEARTBEAT and STATS once a
- *   second -> abort the requests of frontends that are gone (a send finds no such peer) or
+ *   second (and in answer to each HEARTBEAT a frontend sends) -> abort the requests of frontends that are gone (a send finds no such peer) or
  *   silent for frontend_timeout_ms.
  *
  * The loop never blocks on a frontend: sends are non-blocking, and bytes a full queue

@@ -56,7 +56,7 @@ struct engine {
     int max_model_len;
     float *logits;                 /* [max_num_seqs][vocab] */
     int32_t *sampled;              /* [max_num_seqs] */
-    struct sampler_logprobs *lps;  /* [max_num_seqs] */
+    struct sampler_logprobs *lps;  /* [max_num_seqs] per logit row; n_top -1: not asked */
     int32_t eos[SCHED_MAX_EOS];
     uint32_t n_eos;
     struct mq_context *ctx;
@@ -65,6 +65,9 @@ struct engine {
     struct engine_frontend fronts[ENGINE_MAX_FRONTENDS];
     struct engine_request *reqs; /* [n_reqs] */
     uint32_t n_reqs;
+    int32_t *req_index; /* [index_cap] open addressing by (front, front_rid): a reqs index or -1 */
+    uint32_t index_cap; /* a power of two >= 2 * n_reqs */
+    uint32_t next_free; /* where the search for a free reqs entry starts */
     struct arena arena; /* decoded messages, reset per message */
     struct buf in;
     uint64_t epoch, engine_id, step, last_beat_us;
@@ -83,10 +86,10 @@ uint64_t engine_now_us(void);
  * Returns the number of messages handled or a negative ERR_* (fatal socket error). */
 int engine_receive(struct engine *e, int timeout_ms);
 
-/* engine_emit_events: turns a commit's events (with their logprobs in e->lps) into TOKENS
- * entries for their frontends, and frees finished requests' table entries. */
-void engine_emit_events(struct engine *e, const struct sched_step *step,
-                        const struct sched_events *ev);
+/* engine_emit_events: turns a commit's events (event i with its logprobs in e->lps[i], n_top
+ * -1 when none were asked) into TOKENS entries for their frontends, and frees finished
+ * requests' table entries. The step's sequences may be freed already: only ev is read. */
+void engine_emit_events(struct engine *e, const struct sched_events *ev);
 
 /* engine_flush: sends each frontend what it has pending (one ZeroMQ message per frontend),
  * HEARTBEAT and STATS once a second; drops frontends that are gone, silent or too far

@@ -101,6 +101,8 @@ static struct engine_frontend *frontend_of(struct engine *e, const struct mq_pee
     return free_slot;
 }
 
+static void req_release(struct engine *e, struct engine_request *r);
+
 /* frontend_drop: aborts every request of f and forgets it. */
 static void frontend_drop(struct engine *e, struct engine_frontend *f, const char *why)
 {
@@ -109,7 +111,7 @@ static void frontend_drop(struct engine *e, struct engine_frontend *f, const cha
         struct engine_request *r = &e->reqs[i];
         if (r->used && r->front == front) {
             scheduler_abort(e->sched, sched_id(e, r));
-            r->used = false;
+            req_release(e, r);
             n++;
         }
     }
@@ -162,12 +164,64 @@ static void refuse(struct engine *e, struct engine_frontend *f, uint64_t rid, ui
     o->n_prompt_tokens = n_prompt;
 }
 
-static struct engine_request *request_new(struct engine *e, uint32_t front, uint64_t rid)
+/* key_slot: the home slot of (front, rid) in req_index. */
+static uint32_t key_slot(const struct engine *e, uint32_t front, uint64_t rid)
 {
-    for (uint32_t i = 0; i < e->n_reqs; i++) {
+    uint64_t z = rid ^ ((uint64_t)front + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)(z ^ (z >> 31)) & (e->index_cap - 1);
+}
+
+/* req_find: the live request (front, rid), or NULL; *slot gets its index slot, or the empty
+ * slot where it would go. */
+static struct engine_request *req_find(struct engine *e, uint32_t front, uint64_t rid,
+                                       uint32_t *slot)
+{
+    uint32_t mask = e->index_cap - 1, h = key_slot(e, front, rid);
+    for (;; h = (h + 1) & mask) {
+        int32_t i = e->req_index[h];
+        if (i < 0 || (e->reqs[i].front == front && e->reqs[i].front_rid == rid)) {
+            *slot = h;
+            return i < 0 ? NULL : &e->reqs[i];
+        }
+    }
+}
+
+/* req_release: frees live request r's entry and its index slot (backward-shift deletion:
+ * later entries of the probe run move up so that no lookup stops early). */
+static void req_release(struct engine *e, struct engine_request *r)
+{
+    uint32_t mask = e->index_cap - 1, hole, j;
+    req_find(e, r->front, r->front_rid, &hole);
+    r->used = false;
+    for (j = (hole + 1) & mask; e->req_index[j] >= 0; j = (j + 1) & mask) {
+        const struct engine_request *q = &e->reqs[e->req_index[j]];
+        uint32_t home = key_slot(e, q->front, q->front_rid);
+        if (((j - home) & mask) >= ((j - hole) & mask)) { /* hole lies in [home, j) */
+            e->req_index[hole] = e->req_index[j];
+            hole = j;
+        }
+    }
+    e->req_index[hole] = -1;
+}
+
+/* request_new: a table entry for (front, rid). NULL with *dup false when the table is full,
+ * with *dup true when that frontend already has a live request with this id. */
+static struct engine_request *request_new(struct engine *e, uint32_t front, uint64_t rid,
+                                          bool *dup)
+{
+    uint32_t slot;
+    *dup = req_find(e, front, rid, &slot) != NULL;
+    if (*dup)
+        return NULL;
+    for (uint32_t k = 0; k < e->n_reqs; k++) {
+        uint32_t i = (e->next_free + k) % e->n_reqs;
         struct engine_request *r = &e->reqs[i];
         if (!r->used) {
             *r = (struct engine_request){true, r->gen + 1, front, rid};
+            e->req_index[slot] = (int32_t)i;
+            e->next_free = (i + 1) % e->n_reqs;
             return r;
         }
     }
@@ -181,10 +235,15 @@ static void on_add(struct engine *e, struct engine_frontend *f, const struct wir
         refuse(e, f, a->request_id, a->n_prompt, WIRE_ERROR_DRAINING);
         return;
     }
-    struct engine_request *r = request_new(e, front, a->request_id);
+    bool dup;
+    struct engine_request *r = request_new(e, front, a->request_id, &dup);
     char err[256] = "the engine's request table is full";
     int rc = ERR_LIMIT;
-    if (r) {
+    if (dup) {
+        snprintf(err, sizeof err, "request id %llu is already live",
+                 (unsigned long long)a->request_id);
+        rc = ERR_STATE;
+    } else if (r) {
         uint64_t k = ++e->n_added * 0x9e3779b97f4a7c15ull;
         struct sched_request q = {.id = sched_id(e, r),
                                   .key = front,
@@ -197,7 +256,7 @@ static void on_add(struct engine *e, struct engine_frontend *f, const struct wir
                                   .engine_seed = e->seed_base ^ (k ^ (k >> 29))};
         rc = scheduler_add(e->sched, &q, err, sizeof err);
         if (rc)
-            r->used = false;
+            req_release(e, r);
     }
     if (rc) {
         log_info("request %llu refused: %s", (unsigned long long)a->request_id, err);
@@ -210,19 +269,17 @@ static void on_add(struct engine *e, struct engine_frontend *f, const struct wir
 
 static void on_abort(struct engine *e, struct engine_frontend *f, const struct wire_abort *a)
 {
-    uint32_t front = (uint32_t)(f - e->fronts);
-    for (uint32_t i = 0; i < e->n_reqs; i++) {
-        struct engine_request *r = &e->reqs[i];
-        if (!r->used || r->front != front)
-            continue;
-        for (uint32_t k = 0; k < a->n_ids; k++)
-            if (r->front_rid == a->ids[k]) {
-                scheduler_abort(e->sched, sched_id(e, r));
-                r->used = false;
-                break;
-            }
+    uint32_t front = (uint32_t)(f - e->fronts), slot;
+    for (uint32_t k = 0; k < a->n_ids; k++) {
+        struct engine_request *r = req_find(e, front, a->ids[k], &slot);
+        if (r) {
+            scheduler_abort(e->sched, sched_id(e, r));
+            req_release(e, r);
+        }
     }
 }
+
+static void queue_beat(struct engine *e, struct engine_frontend *f);
 
 /* handle: one ZeroMQ message (one or more wire messages) from peer. */
 static void handle(struct engine *e, const struct mq_peer *peer)
@@ -244,7 +301,9 @@ static void handle(struct engine *e, const struct mq_peer *peer)
             on_add(e, f, &m.u.add);
         else if (m.type == WIRE_ABORT)
             on_abort(e, f, &m.u.aborts);
-        else if (m.type != WIRE_HEARTBEAT)
+        else if (m.type == WIRE_HEARTBEAT)
+            queue_beat(e, f); /* answered at once: the frontend's liveness and load probe */
+        else
             log_warn("unexpected %s from frontend %d", wire_type_name(m.type),
                      (int)(f - e->fronts));
         if (!f->live)
@@ -297,8 +356,7 @@ static const uint8_t finish_of[] = {[SCHED_NOT_FINISHED] = WIRE_FINISH_NONE,
                                     [SCHED_LENGTH] = WIRE_FINISH_LENGTH,
                                     [SCHED_ABORT] = WIRE_FINISH_ABORT};
 
-void engine_emit_events(struct engine *e, const struct sched_step *step,
-                        const struct sched_events *ev)
+void engine_emit_events(struct engine *e, const struct sched_events *ev)
 {
     for (size_t i = 0; i < ev->n; i++) {
         const struct sched_event *x = &ev->ev[i];
@@ -318,11 +376,11 @@ void engine_emit_events(struct engine *e, const struct sched_step *step,
             o->n_cached_tokens = x->n_cached;
             o->n_generated_tokens = x->n_generated;
             o->n_ids = 1;
-            if (step->seqs[step->logit_seq[i]]->sampler.params.logprobs >= 0)
+            if (e->lps[i].n_top >= 0)
                 copy_logprobs(f, k, o, &e->lps[i]);
         }
         if (x->request_done)
-            r->used = false;
+            req_release(e, r);
     }
 }
 

@@ -229,6 +229,36 @@ static size_t draw_weights(const float *w, size_t n, double u)
     return last;
 }
 
+static int cmp_cand_id(const void *a, const void *b)
+{
+    int32_t x = ((const struct sampler_cand *)a)->id, y = ((const struct sampler_cand *)b)->id;
+    return (x > y) - (x < y);
+}
+
+#define SORT_MAX_N 1024 /* survivors up to this are sorted by id; more are scattered */
+
+/* draw_in_id_order: the draw among the n survivors c (weights in .logit) in ascending id
+ * order. The selections leave survivors in an order that depends on how their values
+ * compare, so two rows that differ only by rounding (the same sequence computed in another
+ * batch, or after a prefix-cache hit) could order them differently and, with the same u,
+ * pick far apart tokens. In id order only the weights matter: a draw flips only when u
+ * falls within rounding of a boundary. Survivors are sorted (n log n, n small) or scattered
+ * into a dense row (one O(vocab) pass, as the gather was). */
+static int32_t draw_in_id_order(struct sampler_cand *c, size_t n, size_t vocab, double u,
+                                struct sampler_scratch *s)
+{
+    if (n <= SORT_MAX_N) {
+        qsort(c, n, sizeof *c, cmp_cand_id);
+        for (size_t i = 0; i < n; i++)
+            s->buf[i] = c[i].logit;
+        return c[draw_weights(s->buf, n, u)].id;
+    }
+    memset(s->buf, 0, vocab * sizeof *s->buf);
+    for (size_t i = 0; i < n; i++)
+        s->buf[c[i].id] = c[i].logit;
+    return (int32_t)draw_weights(s->buf, vocab, u);
+}
+
 #define HEAP_MAX_K 1024 /* top_k up to this uses the bounded heap, above it quickselect */
 
 /* gather_top_k: the top_k best ids passing min_p's threshold thr into s->cand with their
@@ -300,9 +330,7 @@ static int32_t draw_filtered(const struct sampling_params *p, const float *logit
         }
         n = sampler_select_top_p(c, n, (double)p->top_p * z);
     }
-    for (size_t i = 0; i < n; i++)
-        s->buf[i] = c[i].logit;
-    return c[draw_weights(s->buf, n, u)].id;
+    return draw_in_id_order(c, n, vocab, u, s);
 }
 
 int sampler_sample(const struct sampler_seq *seq, float *logits, const int32_t *eos_ids,

@@ -14,7 +14,9 @@
  *   5. temperature < SAMPLER_GREEDY_EPS: argmax, ties to the lowest id; done;
  *   6. otherwise logits / temperature, then min_p (keeps p >= min_p * p_max), top_k (ties
  *      to the lower id), top_p over the renormalised survivors (keeps the shortest prefix in
- *      descending order whose mass reaches top_p), then one draw by inverse CDF.
+ *      descending order whose mass reaches top_p), then one draw by inverse CDF over the
+ *      survivors in ascending id order (so a row off by rounding, as the same sequence in
+ *      another batch, gives the same token unless u falls within rounding of a boundary).
  *
  * Randomness is stateless: the draw for a sequence uses sampler_uniform(seed, choice,
  * n_generated), a hash of the three, so a seeded request gives the same tokens whatever else
@@ -27,7 +29,8 @@
  * p_max; top_p alone also drops the ids it must exclude for certain, weight <= (1 - top_p) *
  * Z / V), top_k > 1024 an expected-O(V) quickselect; then top_p is a quickselect that
  * descends by probability mass instead of by index: expected O(n) for n survivors whatever
- * the nucleus size, no sort at all; then the draw. Candidates are visited in an order that
+ * the nucleus size, no sort of the vocabulary; then the draw: up to 1024 survivors are sorted
+ * by id, more are scattered into a dense row (one O(V) pass). Candidates are visited in an order that
  * depends only on the row's values, so a row always gives the same token for the same draw.
  *
  * Logprobs follow vLLM V1's default logprobs_mode "raw_logprobs": log_softmax of the logits

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: tokenizer encode throughput, kiln against Hugging Face tokenizers, on the same
 # ~1 MB mixed-language text, single thread, for the Llama 3 and Mistral tokenizers; chat
-# template rendering against jinja2; the CPU model against the machine's limits.
+# template rendering against jinja2; the sampler; the engine's scheduler per step and the engine
+# end to end over ZeroMQ (stories260K); the CPU model against the machine's limits.
 set -eu
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -36,6 +37,12 @@ python3 tests/bench/bench_chat_template.py "$build/tests/bench/bench_chat_templa
 echo
 echo "sampler: ns per sample, one thread"
 "$build/tests/bench/bench_sampler" || status=1
+echo
+echo "engine: scheduler + input preparation per step (no model), one thread"
+"$build/tests/bench/bench_scheduler" || status=1
+echo
+echo "engine end to end over ZeroMQ: stories260K, one engine thread"
+"$build/tests/bench/bench_engine" "$build/kiln" "$fixtures/models/stories260K" || status=1
 echo
 echo "CPU model: TinyLlama-1.1B shapes, dummy bf16 weights, every CPU"
 "$build/tests/bench/bench_model" "$fixtures/shapes/tinyllama-1.1b-chat" || status=1

@@ -22,11 +22,12 @@ ERRORS = {0: "internal", 1: "overloaded", 2: "invalid", 3: "draining"}
 
 
 class Engine:
-    """A `kiln engine` process bound to a fresh ipc:// socket in a temporary directory."""
+    """A `kiln engine` process bound to addr, or to a fresh ipc:// socket in a temporary
+    directory."""
 
-    def __init__(self, *flags, model=STORIES, ready_timeout=60):
+    def __init__(self, *flags, model=STORIES, addr=None, ready_timeout=60):
         self.dir = tempfile.mkdtemp(prefix="kiln-e2e-")
-        self.addr = "ipc://%s/engine.sock" % self.dir
+        self.addr = addr or "ipc://%s/engine.sock" % self.dir
         self.log = open(os.path.join(self.dir, "engine.log"), "w+")
         cmd = [KILN, "engine", "--model", model, "--addr", self.addr, "--threads", "1"]
         self.proc = subprocess.Popen(cmd + list(flags), stdout=subprocess.PIPE,
@@ -135,7 +136,7 @@ class Client:
                 for c in range(self.n.get(rid, 1)):
                     self.seqs.setdefault((rid, c), dict(ids=[], logprobs=[]))["finish"] = "error"
                 continue
-            q = self.seqs[(rid, s["choice"])]
+            q = self.seqs.setdefault((rid, s["choice"]), dict(ids=[], logprobs=[], finish=None))
             assert q["finish"] is None, "tokens after a finish"
             q["ids"] += s["ids"]
             if s["logprobs"] is not None:
