@@ -113,7 +113,8 @@ static int start_model(struct engine *e, const struct model_config *mc, int max_
     const struct engine_config *c = &e->cfg;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = c->threads ? c->threads : (int)(ncpu / c->tp_size > 1 ? ncpu / c->tp_size : 1);
-    struct model_opts mo = {.dummy = c->dummy,
+    struct model_opts mo = {.max_logits = c->max_num_seqs + e->plp_rows,
+                            .dummy = c->dummy,
                             .seed = 0, /* dummy weights: the same on every rank and run */
                             .dummy_dtype = KN_BF16,
                             .block_size = c->block_size,
@@ -151,7 +152,8 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
                                   .max_model_len = max_len,
                                   .block_size = c->block_size,
                                   .policy = c->policy,
-                                  .vocab = (size_t)mc->vocab_size};
+                                  .vocab = (size_t)mc->vocab_size,
+                                  .max_prompt_logprob_rows = e->plp_rows};
     for (int i = 0; i < n_eos && sc.n_eos < SCHED_MAX_EOS; i++)
         if (eos[i] >= 0 && eos[i] < mc->vocab_size)
             sc.eos_ids[sc.n_eos++] = eos[i];
@@ -165,7 +167,13 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
                     c->max_num_seqs);
     size_t ns = (size_t)c->max_num_seqs;
     e->n_reqs = (uint32_t)(c->max_waiting + c->max_num_seqs);
-    e->logits = malloc(ns * e->vocab * sizeof *e->logits);
+    size_t np = (size_t)e->plp_rows;
+    e->logits = malloc((ns + np) * e->vocab * sizeof *e->logits);
+    e->plp = malloc(np * sizeof *e->plp);
+    e->plp_targets = malloc(np * sizeof *e->plp_targets);
+    e->plp_lp = malloc(np * sizeof *e->plp_lp);
+    e->plp_top_ids = malloc(np * SAMPLING_MAX_LOGPROBS * sizeof *e->plp_top_ids);
+    e->plp_top_lps = malloc(np * SAMPLING_MAX_LOGPROBS * sizeof *e->plp_top_lps);
     e->sampled = malloc(ns * sizeof *e->sampled);
     e->lps = malloc(ns * sizeof *e->lps);
     e->reqs = calloc(e->n_reqs, sizeof *e->reqs);
@@ -175,7 +183,8 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
     if (e->req_index)
         memset(e->req_index, 0xff, e->index_cap * sizeof *e->req_index);
     if (sampler_scratch_init(&e->scratch, e->vocab) || !e->logits || !e->sampled || !e->lps ||
-        !e->reqs || !e->req_index)
+        !e->reqs || !e->req_index || !e->plp || !e->plp_targets || !e->plp_lp ||
+        !e->plp_top_ids || !e->plp_top_lps)
         return fail(err, errlen, ERR_NOMEM, "out of memory for the engine's step buffers");
     return 0;
 }
@@ -223,6 +232,11 @@ int engine_new(const struct engine_config *c, struct engine **out, char *err, si
     e->seed_base = c->has_seed ? c->seed : random_u64();
     arena_init(&e->arena, 2 * (size_t)WIRE_MAX_BODY, 1 << 16);
     buf_init(&e->in, (size_t)MQ_DEFAULT_MAXMSGSIZE);
+    /* prompt-logprob rows: at most 64 MiB of logits a step, 16 .. 256 rows */
+    size_t rows = ((size_t)1 << 24) / (size_t)mc.vocab_size;
+    rows = rows < 16 ? 16 : rows > 256 ? 256 : rows;
+    e->plp_rows = (int)(rows < (size_t)c->max_num_batched_tokens ? rows
+                                                                 : (size_t)c->max_num_batched_tokens);
     int n_blocks = 0;
     rc = kv_pool(e, &mc, max_len, &n_blocks, err, errlen);
     if (!rc)
@@ -288,6 +302,7 @@ static int run_step(struct engine *e, double *forward_us, char *err, size_t errl
         return rc; /* the scheduler built a batch the model refuses: a bug, loudly */
     *forward_us = (double)(engine_now_us() - t0);
     sample_rows(e, &step);
+    engine_emit_prompt_logprobs(e, &step);
     struct sched_events ev;
     if ((rc = scheduler_commit(e->sched, &step, e->sampled, &ev)) != 0)
         return fail(err, errlen, rc, "commit: %s", err_name(rc));
@@ -338,9 +353,10 @@ static int run_loop(struct engine *e, volatile sig_atomic_t *stop, char *err, si
 int engine_run(struct engine *e, volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
     int rc = run_loop(e, stop, err, errlen);
-    log_info("%llu steps; %.1f us per step outside the forward pass (receive, schedule, sample, "
-             "commit, send)",
+    log_info("%llu steps, %llu preemptions; %.1f us per step outside the forward pass "
+             "(receive, schedule, sample, commit, send)",
              (unsigned long long)e->step,
+             (unsigned long long)scheduler_stats(e->sched).n_preemptions,
              e->overhead_steps ? e->overhead_us_sum / (double)e->overhead_steps : 0.0);
     return rc;
 }
@@ -371,6 +387,11 @@ void engine_free(struct engine *e)
         free(f->top_lps);
     }
     free(e->logits);
+    free(e->plp);
+    free(e->plp_targets);
+    free(e->plp_lp);
+    free(e->plp_top_ids);
+    free(e->plp_top_lps);
     free(e->sampled);
     free(e->lps);
     free(e->reqs);

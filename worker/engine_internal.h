@@ -54,7 +54,13 @@ struct engine {
     struct sampler_scratch scratch;
     size_t vocab;
     int max_model_len;
-    float *logits;                 /* [max_num_seqs][vocab] */
+    float *logits;                 /* [max_num_seqs + plp_rows][vocab] */
+    int plp_rows;                  /* prompt-logprob rows per step */
+    struct sampler_logprobs *plp;  /* [plp_rows] this step's prompt logprobs */
+    int32_t *plp_targets;          /* [plp_rows] the prompt token each row predicts */
+    float *plp_lp;                 /* [plp_rows] wire arrays of this step's entries */
+    int32_t *plp_top_ids;          /* [plp_rows][SAMPLING_MAX_LOGPROBS] */
+    float *plp_top_lps;            /* [plp_rows][SAMPLING_MAX_LOGPROBS] */
     int32_t *sampled;              /* [max_num_seqs] */
     struct sampler_logprobs *lps;  /* [max_num_seqs] per logit row; n_top -1: not asked */
     int32_t eos[SCHED_MAX_EOS];
@@ -90,6 +96,11 @@ int engine_receive(struct engine *e, int timeout_ms);
  * -1 when none were asked) into TOKENS entries for their frontends, and frees finished
  * requests' table entries. The step's sequences may be freed already: only ev is read. */
 void engine_emit_events(struct engine *e, const struct sched_events *ev);
+
+/* engine_emit_prompt_logprobs: computes the prompt logprobs of step's plp rows (logits after
+ * the sampling rows in e->logits) and queues them for their frontends, one TOKENS entry
+ * without ids per sequence, ahead of the step's tokens. Call before the commit. */
+void engine_emit_prompt_logprobs(struct engine *e, const struct sched_step *step);
 
 /* engine_flush: sends each frontend what it has pending (one ZeroMQ message per frontend),
  * HEARTBEAT and STATS once a second; drops frontends that are gone, silent or too far

@@ -351,6 +351,50 @@ static void copy_logprobs(struct engine_frontend *f, uint32_t k, struct wire_seq
                                        lp->n_top ? &f->top_lps[k * SAMPLING_MAX_LOGPROBS] : NULL};
 }
 
+/* plp_entry: the TOKENS entry for prompt-logprob rows [j0, j1) of sequence q, computed
+ * with k alternatives; packs them into the engine's wire arrays. */
+static void plp_entry(struct engine *e, const struct sched_seq *q, size_t j0, size_t j1, int k)
+{
+    struct engine_request *r = request_of(e, q->request_id);
+    struct engine_frontend *f = r ? &e->fronts[r->front] : NULL;
+    struct wire_seq_out *o = f && f->live ? out_entry(e, f) : NULL;
+    if (!o)
+        return;
+    int32_t *ids = &e->plp_top_ids[j0 * SAMPLING_MAX_LOGPROBS];
+    float *lps = &e->plp_top_lps[j0 * SAMPLING_MAX_LOGPROBS];
+    for (size_t j = j0; j < j1; j++) {
+        e->plp_lp[j] = e->plp[j].logprob;
+        size_t at = (j - j0) * (size_t)k;
+        memcpy(ids + at, e->plp[j].top_ids, (size_t)k * sizeof *ids);
+        memcpy(lps + at, e->plp[j].top_logprobs, (size_t)k * sizeof *lps);
+    }
+    o->request_id = r->front_rid;
+    o->n_prompt_tokens = (uint32_t)q->n_prompt;
+    o->n_cached_tokens = q->n_cached;
+    o->has_prompt_logprobs = true;
+    o->n_prompt_lp = (uint32_t)(j1 - j0);
+    o->prompt_lp = (struct wire_logprobs){.n_top = (uint32_t)k,
+                                          .logprob = &e->plp_lp[j0],
+                                          .top_ids = k ? ids : NULL,
+                                          .top_logprobs = k ? lps : NULL};
+}
+
+void engine_emit_prompt_logprobs(struct engine *e, const struct sched_step *step)
+{
+    const float *rows = e->logits + step->n_logits * e->vocab;
+    for (size_t j0 = 0, j1; j0 < step->n_plp; j0 = j1) {
+        const struct sched_seq *q = step->seqs[step->plp_seq[j0]];
+        for (j1 = j0; j1 < step->n_plp && step->plp_seq[j1] == step->plp_seq[j0]; j1++)
+            e->plp_targets[j1] = q->tokens[step->plp_pos[j1] + 1];
+        int k = q->sampler.params.prompt_logprobs;
+        k = k > SAMPLING_MAX_LOGPROBS ? SAMPLING_MAX_LOGPROBS : k;
+        /* k and the targets are in range by construction: this cannot fail */
+        sampler_prompt_logprobs(rows + j0 * e->vocab, j1 - j0, e->plp_targets + j0, k,
+                                &e->scratch, e->plp + j0);
+        plp_entry(e, q, j0, j1, k);
+    }
+}
+
 static const uint8_t finish_of[] = {[SCHED_NOT_FINISHED] = WIRE_FINISH_NONE,
                                     [SCHED_STOP] = WIRE_FINISH_STOP,
                                     [SCHED_LENGTH] = WIRE_FINISH_LENGTH,

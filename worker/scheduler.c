@@ -33,7 +33,8 @@ static bool config_ok(const struct scheduler_config *c, const struct kv_blocks *
     struct kv_blocks_config k = kv_blocks_config_of(kb);
     if (c->max_num_batched_tokens < 1 || c->max_num_seqs < 1 || c->max_waiting < 1 ||
         c->max_model_len < 1 || c->block_size != k.block_size || c->vocab == 0 ||
-        c->vocab > INT32_MAX || c->n_eos > SCHED_MAX_EOS || c->max_num_seqs > k.max_seqs)
+        c->vocab > INT32_MAX || c->n_eos > SCHED_MAX_EOS || c->max_num_seqs > k.max_seqs ||
+        c->max_prompt_logprob_rows < 0 || c->max_prompt_logprob_rows > c->max_num_batched_tokens)
         return false;
     if (c->policy != SCHED_FCFS && c->policy != SCHED_PRIORITY)
         return false;
@@ -59,7 +60,8 @@ int scheduler_new(const struct scheduler_config *c, struct kv_blocks *kb, struct
     s->tables = calloc(ns * s->max_blocks, sizeof *s->tables);
     s->batch = calloc(ns, sizeof *s->batch);
     s->planned = calloc(ns, sizeof *s->planned);
-    s->logit_rows = calloc(ns * 2, sizeof *s->logit_rows);
+    size_t np = (size_t)c->max_prompt_logprob_rows;
+    s->logit_rows = calloc(ns * 2 + np * 4 + 1, sizeof *s->logit_rows);
     s->events = calloc(ns, sizeof *s->events);
     s->done = calloc(ns, sizeof *s->done);
     if (!s->running || !s->waiting || !s->ids || !s->tables || !s->batch || !s->planned ||
@@ -70,7 +72,10 @@ int scheduler_new(const struct scheduler_config *c, struct kv_blocks *kb, struct
     s->pos = s->ids + nt;
     s->seq_of = s->pos + nt;
     s->slots = s->seq_of + nt;
-    s->logit_seq = s->logit_rows + ns;
+    s->logit_seq = s->logit_rows + ns + np;
+    s->plp_rows = s->logit_seq + ns;
+    s->plp_seq = s->plp_rows + np;
+    s->plp_pos = s->plp_seq + np;
     *out = s;
     return 0;
 }
@@ -178,6 +183,8 @@ static int check_request(const struct scheduler *s, const struct sched_request *
         return fail(err, errlen, ERR_RANGE, "the prompt is empty");
     if (r->n == 0 || r->n > (uint32_t)s->c.max_waiting)
         return fail(err, errlen, ERR_RANGE, "n must be 1 .. %d", s->c.max_waiting);
+    if (p->prompt_logprobs >= 0 && s->c.max_prompt_logprob_rows == 0)
+        return fail(err, errlen, ERR_UNSUPPORTED, "prompt logprobs are not enabled");
     if (p->max_tokens < 1)
         return fail(err, errlen, ERR_RANGE, "max_tokens must be at least 1");
     uint64_t total = (uint64_t)r->n_prompt + (uint64_t)p->max_tokens;
@@ -331,6 +338,6 @@ struct model_batch scheduler_step_batch(const struct sched_step *step)
                                 .n_seqs = step->n_seqs,
                                 .block_tables = step->block_tables,
                                 .max_blocks = step->max_blocks,
-                                .n_logits = step->n_logits,
+                                .n_logits = step->n_logits + step->n_plp,
                                 .logit_rows = step->logit_rows};
 }

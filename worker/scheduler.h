@@ -33,6 +33,13 @@
  * far. This repeats until the allocation fits or the failing sequence preempted itself.
  * Once anything was preempted in a step, no waiting sequence is admitted in that step.
  *
+ * Prompt logprobs. For a request with prompt_logprobs >= 0, its choice 0 is computed without
+ * prefix-cache hits (as vLLM) and every prompt position p < n_prompt - 1 gets a logit row
+ * (the logits predicting prompt token p + 1), at most max_prompt_logprob_rows per step: a
+ * chunk is cut short to fit. These rows follow the sampling rows in the model batch's
+ * logit_rows (step.plp_seq, step.plp_pos say whose they are); a sequence preempted and
+ * recomputed gets rows only for positions it had not had before (n_plp_done).
+ *
  * n > 1 choices. Each choice is an independent sequence (its own tokens, sampler state with
  * choice = its index, KV slot), all added at once and admitted in order. They share the
  * prompt's full blocks through the prefix cache: kv_blocks registers a block at the append
@@ -80,6 +87,8 @@ struct scheduler_config {
     size_t vocab;                   /* for sampler_seq_init, > 0 */
     int32_t eos_ids[SCHED_MAX_EOS]; /* the model's EOS ids */
     uint32_t n_eos;                 /* how many of eos_ids are used */
+    int32_t max_prompt_logprob_rows; /* prompt-logprob logit rows per step; 0: requests asking
+                                        for prompt logprobs are refused (ERR_UNSUPPORTED) */
 };
 
 /* A request as the engine hands it over; everything is copied by scheduler_add. */
@@ -114,6 +123,8 @@ struct sched_seq {
     int32_t kv_slot;            /* kv_blocks sequence, -1 when waiting or finished */
     uint32_t n_cached;          /* prompt tokens found cached at its first admission */
     uint32_t n_admissions;      /* 1 + times it was preempted and admitted again */
+    uint32_t n_plp_done;        /* prompt positions whose prompt logprobs were computed */
+    uint32_t n_sched_plp;       /* prompt-logprob rows scheduled in the current step */
     int state;                  /* private */
     uint64_t order;             /* private: add order */
 };
@@ -132,6 +143,9 @@ struct sched_step {
     size_t n_logits;
     const int32_t *logit_rows; /* [n_logits] token index of each logit row */
     const int32_t *logit_seq;  /* [n_logits] batch sequence of each logit row */
+    size_t n_plp;              /* prompt-logprob rows, after the n_logits sampling rows */
+    const int32_t *plp_seq;    /* [n_plp] batch sequence of each (choice 0 of its request) */
+    const int32_t *plp_pos;    /* [n_plp] prompt position p: the row predicts token p + 1 */
     size_t n_decode;           /* sequences computing a single token */
     size_t n_preempted;        /* sequences preempted while building this step */
 };
@@ -169,7 +183,8 @@ struct scheduler;
 /*
  * scheduler_new: a scheduler over kb for config c (copied). Checks c (every count >= 1,
  * block_size equal to kb's, max_num_seqs <= kb's sequence slots, max_model_len within kb's
- * table width, n_eos <= SCHED_MAX_EOS, vocab > 0): ERR_RANGE; ERR_NOMEM. Allocates every
+ * table width, n_eos <= SCHED_MAX_EOS, vocab > 0, max_prompt_logprob_rows in 0 ..
+ * max_num_batched_tokens): ERR_RANGE; ERR_NOMEM. Allocates every
  * per-step array. Free with scheduler_free.
  */
 int scheduler_new(const struct scheduler_config *c, struct kv_blocks *kb, struct scheduler **out);
@@ -183,8 +198,8 @@ void scheduler_free(struct scheduler *s);
  * (the frontend answers 429); ERR_RANGE when the prompt is empty, n is 0 or above
  * max_waiting, max_tokens < 1, n_prompt + max_tokens exceeds max_model_len or the KV pool;
  * ERR_INVAL for a NULL pointer or an id outside the vocabulary; ERR_STATE when the id is
- * already live or a step is open; ERR_NOMEM. The reason goes to err (may be NULL). Nothing
- * changes on error.
+ * already live or a step is open; ERR_UNSUPPORTED for prompt logprobs when the config has no
+ * rows for them; ERR_NOMEM. The reason goes to err (may be NULL). Nothing changes on error.
  */
 int scheduler_add(struct scheduler *s, const struct sched_request *r, char *err, size_t errlen);
 
@@ -213,7 +228,8 @@ int scheduler_schedule(struct scheduler *s, struct sched_step *out);
 int scheduler_commit(struct scheduler *s, const struct sched_step *step, const int32_t *sampled,
                      struct sched_events *ev);
 
-/* scheduler_step_batch: the model_batch of step (pointers into step's arrays). */
+/* scheduler_step_batch: the model_batch of step (pointers into step's arrays); its logit
+ * rows are the n_logits sampling rows, then the n_plp prompt-logprob rows. */
 struct model_batch scheduler_step_batch(const struct sched_step *step);
 
 /* scheduler_stats: queue lengths, KV usage and prefix-cache hit rate. */

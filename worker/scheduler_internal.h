@@ -41,7 +41,9 @@ struct scheduler {
     struct sched_seq **batch;   /* [max_num_seqs] */
     struct sched_seq **planned; /* [max_num_seqs] in scheduling order */
     size_t n_planned;
-    int32_t *logit_rows, *logit_seq; /* [max_num_seqs] */
+    int32_t *logit_rows;             /* [max_num_seqs + plp rows]: sampling rows, then plp */
+    int32_t *logit_seq;              /* [max_num_seqs] */
+    int32_t *plp_rows, *plp_seq, *plp_pos; /* [max_prompt_logprob_rows] */
     struct sched_event *events;      /* [max_num_seqs] */
     struct sched_req **done;         /* [max_num_seqs] requests to free after a commit */
     struct sched_step step;

@@ -2,6 +2,7 @@
  * scheduler_step.c: scheduler_schedule (plan the step's token counts with preemption, then
  * lay the batch out) and scheduler_commit (tokens, stop conditions, finishes).
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -11,8 +12,37 @@
 /* The step being planned. */
 struct plan {
     size_t budget;      /* tokens left */
+    size_t plp_left;    /* prompt-logprob rows left */
     size_t n_preempted; /* in this step */
 };
+
+/* wants_plp: whether q still needs prompt-logprob rows (see scheduler.h). */
+static bool wants_plp(const struct sched_seq *q)
+{
+    return q->choice == 0 && q->req->params.prompt_logprobs >= 0 &&
+           (size_t)q->n_plp_done + 1 < q->n_prompt;
+}
+
+/* plp_rows_of: the prompt-logprob rows q's chunk of n tokens from position a needs: one per
+ * position p in [max(a, n_plp_done), n_prompt - 1). */
+static size_t plp_rows_of(const struct sched_seq *q, size_t a, size_t n)
+{
+    if (!wants_plp(q))
+        return 0;
+    size_t lo = a > q->n_plp_done ? a : q->n_plp_done;
+    size_t hi = a + n < q->n_prompt - 1 ? a + n : q->n_prompt - 1;
+    return hi > lo ? hi - lo : 0;
+}
+
+/* chunk_fit: n, cut so that q's chunk from position a needs at most p->plp_left rows; 0 when
+ * not even one token fits. */
+static size_t chunk_fit(const struct sched_seq *q, const struct plan *p, size_t a, size_t n)
+{
+    if (plp_rows_of(q, a, n) <= p->plp_left)
+        return n;
+    size_t lo = a > q->n_plp_done ? a : q->n_plp_done, end = lo + p->plp_left;
+    return end > a ? end - a : 0;
+}
 
 /* victim_pick: the running sequence to preempt (see scheduler.h). */
 static struct sched_seq *victim_pick(const struct scheduler *s)
@@ -37,7 +67,9 @@ static void preempt(struct scheduler *s, struct plan *p, struct sched_seq *v)
     if (v->n_sched) {
         kv_blocks_seq_abort(s->kb, v->kv_slot); /* this step's appends were never computed */
         p->budget += v->n_sched;
+        p->plp_left += v->n_sched_plp;
         v->n_sched = 0;
+        v->n_sched_plp = 0;
     } else {
         kv_blocks_seq_free(s->kb, v->kv_slot); /* computed blocks stay cached */
     }
@@ -57,6 +89,8 @@ static int plan_seq(struct scheduler *s, struct plan *p, struct sched_seq *q, si
         int rc = kv_blocks_append(s->kb, q->kv_slot, n, q->tokens + q->n_computed);
         if (rc == 0) {
             q->n_sched = (uint32_t)n;
+            q->n_sched_plp = (uint32_t)plp_rows_of(q, q->n_computed, n);
+            p->plp_left -= q->n_sched_plp;
             p->budget -= n;
             s->planned[s->n_planned++] = q;
             return 0;
@@ -82,8 +116,13 @@ static int plan_running(struct scheduler *s, struct plan *p, bool decode)
             i++;
             continue;
         }
+        size_t n = chunk_fit(q, p, q->n_computed, left < p->budget ? left : p->budget);
+        if (n == 0) {
+            i++;
+            continue;
+        }
         size_t before = p->n_preempted;
-        int rc = plan_seq(s, p, q, left < p->budget ? left : p->budget);
+        int rc = plan_seq(s, p, q, n);
         if (rc < 0)
             return rc;
         i = p->n_preempted != before ? 0 : i + 1;
@@ -98,12 +137,13 @@ static int admit_one(struct scheduler *s, struct plan *p)
     struct sched_seq *q = s->waiting[0];
     int32_t slot;
     size_t cached;
-    int rc = kv_blocks_seq_new(s->kb, q->tokens, q->n_tokens, &slot, &cached);
+    /* prompt logprobs need the logits of every prompt position: no prefix-cache hits */
+    int rc = kv_blocks_seq_new(s->kb, q->tokens, wants_plp(q) ? 1 : q->n_tokens, &slot, &cached);
     if (rc)
         return rc == ERR_LIMIT ? 1 : rc;
     size_t n = q->n_tokens - cached;
-    n = n < p->budget ? n : p->budget;
-    rc = kv_blocks_append(s->kb, slot, n, q->tokens + cached);
+    n = chunk_fit(q, p, cached, n < p->budget ? n : p->budget);
+    rc = n ? kv_blocks_append(s->kb, slot, n, q->tokens + cached) : ERR_LIMIT;
     if (rc) {
         kv_blocks_seq_free(s->kb, slot); /* only cached, computed blocks were taken */
         return rc == ERR_LIMIT ? 1 : rc;
@@ -115,6 +155,8 @@ static int admit_one(struct scheduler *s, struct plan *p)
     q->kv_slot = slot;
     q->n_computed = cached;
     q->n_sched = (uint32_t)n;
+    q->n_sched_plp = (uint32_t)plp_rows_of(q, cached, n);
+    p->plp_left -= q->n_sched_plp;
     q->state = SEQ_RUNNING;
     s->running[s->n_running++] = q;
     s->planned[s->n_planned++] = q;
@@ -130,12 +172,20 @@ static void lay_seq(struct scheduler *s, struct sched_step *st, struct sched_seq
     memcpy(s->tables + b * s->max_blocks, table, (size_t)nb * sizeof *table);
     s->batch[b] = q;
     size_t bs = (size_t)s->c.block_size, t = st->n_tokens;
+    size_t plp_from = q->n_sched_plp ? (q->n_computed > q->n_plp_done ? q->n_computed
+                                                                        : q->n_plp_done)
+                                     : SIZE_MAX;
     for (size_t j = 0; j < q->n_sched; j++, t++) {
         size_t pos = q->n_computed + j;
         s->ids[t] = q->tokens[pos];
         s->pos[t] = (int32_t)pos;
         s->seq_of[t] = (int32_t)b;
         s->slots[t] = table[pos / bs] * (int32_t)bs + (int32_t)(pos % bs);
+        if (pos >= plp_from && pos + 1 < q->n_prompt) {
+            s->plp_rows[st->n_plp] = (int32_t)t;
+            s->plp_seq[st->n_plp] = (int32_t)b;
+            s->plp_pos[st->n_plp++] = (int32_t)pos;
+        }
     }
     st->n_tokens = t;
     if (q->n_computed + q->n_sched == q->n_tokens) {
@@ -158,17 +208,21 @@ static void lay_out(struct scheduler *s, struct sched_step *st, size_t n_preempt
                               .seqs = s->batch,
                               .logit_rows = s->logit_rows,
                               .logit_seq = s->logit_seq,
+                              .plp_seq = s->plp_seq,
+                              .plp_pos = s->plp_pos,
                               .n_preempted = n_preempted};
     for (size_t i = 0; i < s->n_planned; i++)
         if (s->planned[i]->n_sched)
             lay_seq(s, st, s->planned[i], st->n_seqs++);
+    memcpy(s->logit_rows + st->n_logits, s->plp_rows, st->n_plp * sizeof *s->plp_rows);
 }
 
 int scheduler_schedule(struct scheduler *s, struct sched_step *out)
 {
     if (s->in_step)
         return ERR_STATE;
-    struct plan p = {.budget = (size_t)s->c.max_num_batched_tokens};
+    struct plan p = {.budget = (size_t)s->c.max_num_batched_tokens,
+                     .plp_left = (size_t)s->c.max_prompt_logprob_rows};
     s->n_planned = 0;
     int rc = plan_running(s, &p, true);
     if (rc == 0)
@@ -241,8 +295,13 @@ int scheduler_commit(struct scheduler *s, const struct sched_step *step, const i
         if (!sampled || sampled[i] < 0 || (size_t)sampled[i] >= s->c.vocab)
             return ERR_INVAL;
     for (size_t b = 0; b < s->step.n_seqs; b++) {
-        s->batch[b]->n_computed += s->batch[b]->n_sched;
-        s->batch[b]->n_sched = 0;
+        struct sched_seq *q = s->batch[b];
+        q->n_computed += q->n_sched;
+        q->n_sched = 0;
+        if (q->n_sched_plp) /* the rows ran up to the chunk's end (or the prompt's last row) */
+            q->n_plp_done = (uint32_t)(q->n_computed < q->n_prompt - 1 ? q->n_computed
+                                                                       : q->n_prompt - 1);
+        q->n_sched_plp = 0;
     }
     size_t n_done = 0;
     for (size_t i = 0; i < s->step.n_logits; i++)

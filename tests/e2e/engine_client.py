@@ -35,8 +35,9 @@ class Engine:
         deadline = time.time() + ready_timeout
         line = self.proc.stdout.readline()
         if "ready on" not in line or time.time() > deadline:
+            log = self.stderr()
             self.stop(kill=True)
-            raise RuntimeError("engine did not start: %r\n%s" % (line, self.stderr()))
+            raise RuntimeError("engine did not start: %r\n%s" % (line, log))
 
     def stderr(self):
         self.log.flush()
@@ -50,6 +51,7 @@ class Engine:
         return [self.proc.pid] + [int(p) for p in out]
 
     def stop(self, kill=False, timeout=20):
+        """Ends the engine (SIGTERM: drain; kill: SIGKILL); its log stays in final_log."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
@@ -57,8 +59,12 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.final_log = self.stderr()
+            self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        # under ASan (make SAN=address test) a memory error or leak in the engine fails the test
+        assert "Sanitizer" not in self.final_log, self.final_log
         return self.proc.returncode
 
     def __enter__(self):
@@ -142,6 +148,9 @@ class Client:
             if s["logprobs"] is not None:
                 lps, tops = s["logprobs"]
                 q["logprobs"] += list(zip(lps, tops))
+            if s["prompt_logprobs"] is not None:
+                lps, tops = s["prompt_logprobs"]
+                q.setdefault("prompt_logprobs", []).extend(zip(lps, tops))
             q["finish"] = s["finish"]
             q["stop_reason"] = s["stop_reason"]
             q["prompt_tokens"] = s["prompt_tokens"]

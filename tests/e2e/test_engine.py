@@ -73,6 +73,14 @@ def idle_stats(client, timeout=5.0):
     return None
 
 
+def preemptions(engine):
+    """The preemptions a stopped engine reports in its last log line."""
+    import re
+    m = re.search(r"(\d+) preemptions", engine.final_log)
+    assert m, engine.final_log
+    return int(m.group(1))
+
+
 def test_greedy_golden_outputs():
     with ec.Engine() as e:
         c = ec.Client(e.addr)
@@ -112,8 +120,9 @@ def test_64_concurrent_greedy_requests_equal_each_alone(flags):
     for i, (a, b) in enumerate(zip(alone, crowd)):
         assert b["ids"] == a["ids"], "request %d differs in a crowd (%s)" % (i, flags)
         assert b["finish"] == a["finish"]
+    assert "refused" not in log
     if "--kv-cache-memory" in flags:
-        assert "refused" not in log
+        assert preemptions(e) > 0
 
 
 def test_seeded_sampling_same_alone_and_in_a_crowd():
@@ -293,6 +302,52 @@ def test_logprobs_match_a_numpy_forward_pass():
         assert [t for t, _ in tops] == list(want)
         for t, v in tops:
             assert abs(v - logp[k, t]) < 1e-3
+
+
+def log_softmax(logits):
+    x = logits - logits.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("flags", [(), ("--max-num-batched-tokens", "64")],
+                         ids=["one-step", "chunked"])
+def test_prompt_logprobs_match_a_numpy_forward_pass(flags):
+    import reference
+    prompt = workload(1, seed=6)[0][0][:1] + [random.Random(6).randrange(3, 512)
+                                               for _ in range(299)]
+    ref = log_softmax(reference.forward(reference.load(ec.STORIES), prompt))
+    with ec.Engine(*flags) as e:
+        c = ec.Client(e.addr)
+        c.hello()
+        warm = c.add(prompt, temperature=0.0, max_tokens=2)  # puts the prompt in the cache
+        c.wait([warm])
+        rid = c.add(prompt, n=2, temperature=0.0, max_tokens=3, prompt_logprobs=3)
+        c.wait([rid])
+        r = c.result(rid)
+        assert "prompt_logprobs" not in c.result(rid, 1), "only the first choice carries them"
+        assert c.result(rid, 1)["ids"] == r["ids"] == c.result(warm)["ids"] + r["ids"][2:]
+        c.close()
+    plp = r["prompt_logprobs"]
+    assert len(plp) == len(prompt) - 1
+    for p, (lp, tops) in enumerate(plp):
+        assert abs(lp - ref[p, prompt[p + 1]]) < 1e-3
+        want = np.argsort(-ref[p], kind="stable")[:3]
+        assert [t for t, _ in tops] == list(want)
+
+
+def test_prompt_logprobs_survive_preemption():
+    reqs = [(prompt, 20) for prompt, _ in workload(12, seed=7) if len(prompt) > 20][:6]
+    with ec.Engine() as e:
+        alone = run_alone(e, reqs, temperature=0.0, prompt_logprobs=0, ignore_eos=True)
+    with ec.Engine("--kv-cache-memory", str(24 * BLOCK_BYTES), "--max-model-len", "320",
+                   "--max-num-batched-tokens", "48") as e:
+        crowd = run_crowd(e, reqs, temperature=0.0, prompt_logprobs=0, ignore_eos=True)
+    assert preemptions(e) > 0
+    for (prompt, _), a, b in zip(reqs, alone, crowd):
+        assert len(b["prompt_logprobs"]) == len(prompt) - 1
+        assert b["ids"] == a["ids"]
+        assert np.allclose([x for x, _ in a["prompt_logprobs"]],
+                           [x for x, _ in b["prompt_logprobs"]], atol=1e-4)
 
 
 def test_stop_token_ids_min_tokens_and_eos():
