@@ -435,3 +435,27 @@ def test_garbage_on_the_socket_harms_no_request():
         assert e.proc.poll() is None
         good.close()
         bad.close()
+
+
+@pytest.mark.parametrize("flags,words", [
+    (("--kv-cache-memory", "lots"), "not a size"),
+    (("--kv-cache-memory", "1000"), "cannot hold one sequence"),
+    (("--tensor-parallel-size", "3"), "must divide"),
+    (("--max-model-len", "100000"), "longer than the model"),
+    (("--addr", "inproc://x"), "only ipc:// and tcp://"),
+    (("--max-num-seqs", "0"), "max-num-seqs"),
+    (("--bogus",), "bogus"),
+])
+def test_bad_flags_fail_at_start_with_a_reason(flags, words):
+    p = subprocess.run([ec.KILN, "engine", "--model", ec.STORIES, "--addr",
+                        "ipc:///tmp/kiln-e2e-bad.sock"] + list(flags),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode in (1, 2)
+    assert words in p.stderr, p.stderr
+    assert "ready" not in p.stdout
+
+
+def test_a_missing_model_fails_at_start():
+    p = subprocess.run([ec.KILN, "engine", "--model", "/nonexistent/model"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "/nonexistent/model" in p.stderr
