@@ -32,9 +32,11 @@ ifeq ($(WERROR),1)
   WARN += -Werror
 endif
 
-PKGS    := jansson libpcre2-8 libutf8proc libzmq
+PKGS    := jansson libpcre2-8 libutf8proc libzmq libevent libnghttp2 openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc -lzmq)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+                echo -ljansson -lpcre2-8 -lutf8proc -lzmq -levent -lnghttp2 -lssl -lcrypto) \
+              -lhttp_parser
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -I. -MMD -MP
@@ -57,6 +59,11 @@ WORKER_SRC := $(sort $(wildcard worker/*.c kernels/ref/*.c))
 WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
 WORKER_LIB := $(BUILD)/libkiln_worker.a
 
+# the HTTP frontend
+FRONTEND_SRC := $(sort $(wildcard frontend/*.c))
+FRONTEND_OBJ := $(FRONTEND_SRC:%.c=$(BUILD)/%.o)
+FRONTEND_LIB := $(BUILD)/libkiln_frontend.a
+
 CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
@@ -67,6 +74,10 @@ TTEST_SRC  := $(sort $(wildcard tests/templates/test_*.c))
 TTEST_BINS := $(TTEST_SRC:tests/%.c=$(BUILD)/tests/%)
 WTEST_SRC  := $(sort $(wildcard tests/worker/test_*.c))
 WTEST_BINS := $(WTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FTEST_SRC  := $(sort $(wildcard tests/frontend/test_*.c))
+FTEST_BINS := $(FTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# programs the end-to-end tests start (not tests themselves)
+E2E_TOOLS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/e2e/*.c))
 # tools the Python model tests drive (not tests themselves)
 MODEL_TOOLS := $(BUILD)/tests/model/forward_runner $(BUILD)/tests/model/sampler_driver
 
@@ -78,13 +89,15 @@ FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 .PHONY: all test bench fuzz fuzz-build clean print-nvcc run deps
-all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(WTEST_BINS) $(MODEL_TOOLS) $(BENCH_BINS)
+all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(WTEST_BINS) $(FTEST_BINS) $(MODEL_TOOLS) \
+     $(E2E_TOOLS) $(BENCH_BINS)
 
 # deps: installs the Debian and PyPI dependencies once, when they are missing.
 DEPS_STAMP := $(BUILD)/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
-	@pkg-config --exists $(PKGS) && python3 -c "import tokenizers, jinja2, numpy, pytest, zmq" 2>/dev/null || \
+	@pkg-config --exists $(PKGS) && test -e /usr/include/http_parser.h && \
+	    python3 -c "import tokenizers, jinja2, numpy, pytest, zmq, openai, httpx, h2" 2>/dev/null || \
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
@@ -108,7 +121,19 @@ $(WORKER_LIB): $(WORKER_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kiln: $(CLI_OBJ) $(WORKER_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
+$(FRONTEND_LIB): $(FRONTEND_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(FRONTEND_LIB) $(WORKER_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/frontend/%: $(BUILD)/tests/frontend/%.o $(FRONTEND_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/e2e/%: $(BUILD)/tests/e2e/%.o $(FRONTEND_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/templates/%: $(BUILD)/tests/templates/%.o $(TEMPLATES_LIB) $(COMMON_LIB)
