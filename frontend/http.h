@@ -27,7 +27,8 @@
  * rapid-reset and CONTINUATION-flood protection (nghttp2 options), protocol-error budget per
  * connection (GOAWAY ENHANCE_YOUR_CALM).
  *
- * Threads: everything runs on the event base's thread.
+ * Threads: everything runs on the event base's thread. The process must ignore SIGPIPE
+ * (a write to a socket the client closed raises it).
  */
 #ifndef KILN_HTTP_H
 #define KILN_HTTP_H
@@ -80,7 +81,7 @@ struct http_server_config {
     const char *host; /* address to bind, e.g. "0.0.0.0" or "127.0.0.1" */
     int port;         /* 0: any free port (see http_server_port) */
     bool reuseport;   /* SO_REUSEPORT, so that several frontend processes share the port */
-    int listen_fd;    /* >= 0: use this already bound, listening socket instead */
+    int listen_fd;    /* >= 0: use this bound, listening socket (owned once _new succeeds) */
     size_t max_header_bytes;     /* header list bytes, counted name + value + 32 (32 KiB) */
     size_t max_headers;          /* header fields (100) */
     size_t max_url_bytes;        /* request target bytes (8 KiB) */
@@ -111,6 +112,10 @@ void http_server_drain(struct http_server *s);
 
 /* http_server_n_requests: requests not yet complete (0 once drained and done). */
 size_t http_server_n_requests(const struct http_server *s);
+
+/* http_server_n_conns: client connections open. Once drained, every connection closes
+ * after its last response is written, so drained with 0 connections means all was sent. */
+size_t http_server_n_conns(const struct http_server *s);
 
 /* http_server_free: closes every connection (aborting their requests: on_abort runs) and the
  * listener. NULL is a no-op. */
