@@ -166,7 +166,8 @@ bench: all
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. $(PKG_CFLAGS) \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(TEMPLATES_SRC) $(wildcard common/*.h templates/*.h)
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(TEMPLATES_SRC) \
+                 $(wildcard common/*.h templates/*.h frontend/*.c frontend/*.h)
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(FUZZ_CFLAGS) $< $(COMMON_SRC) $(TEMPLATES_SRC) $(PKG_LIBS) -lm -lpthread -o $@
 
