@@ -97,7 +97,7 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@pkg-config --exists $(PKGS) && test -e /usr/include/http_parser.h && \
-	    python3 -c "import tokenizers, jinja2, numpy, pytest, zmq, openai, httpx, h2" 2>/dev/null || \
+	    python3 -c "import tokenizers, jinja2, numpy, pytest, zmq, openai, httpx, h2, prometheus_client" 2>/dev/null || \
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
