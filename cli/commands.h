@@ -16,5 +16,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_engine(int argc, char **argv);
+int cmd_frontend(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

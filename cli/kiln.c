@@ -8,6 +8,9 @@
 #include "cli/commands.h"
 
 static const struct cli_command commands[] = {
+    {"serve", "serve a model over the OpenAI API: --model DIR [--port 8000]", cmd_serve},
+    {"frontend", "one HTTP frontend in front of engines: --model DIR --engine ADDR",
+     cmd_frontend},
     {"tokenize", "encode a JSON array of strings (stdin) to a JSON array of id arrays",
      cmd_tokenize},
     {"detokenize", "decode a JSON array of id arrays (stdin) to a JSON array of strings",

@@ -1,0 +1,223 @@
+/*
+ * generate_out: the bodies and events of a completion or chat request (generate.h), from its
+ * choices' text, logprobs and finish through the writers of oai_response.h.
+ */
+#include <string.h>
+
+#include "common/arena.h"
+#include "common/err.h"
+#include "frontend/generate.h"
+#include "frontend/oai_response.h"
+
+#define OUT_ARENA_LIMIT ((size_t)256 << 20)
+
+static struct oai_resp_ctx ctx_of(const struct gen *g)
+{
+    return (struct oai_resp_ctx){.kind = g->q.kind,
+                                 .id = g->id,
+                                 .created = g->created,
+                                 .model = g->q.model};
+}
+
+static struct oai_usage usage_of(const struct gen *g)
+{
+    struct oai_usage u = {0};
+    for (uint32_t i = 0; i < g->n_prompts; i++) {
+        u.prompt_tokens += (uint32_t)g->prompts[i].ids.n;
+        u.cached_tokens += g->prompts[i].n_cached;
+    }
+    for (uint32_t i = 0; i < g->n_choices; i++)
+        u.completion_tokens += (uint32_t)g->choices[i].ids.n;
+    return u;
+}
+
+/* token_str: the logprob string of cand[i] in the arena. */
+static int token_str(const struct gen *g, const int32_t *cand, size_t n, size_t i, int32_t prev,
+                     struct arena *a, struct str *out)
+{
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    int rc = text_stream_logprob_token(g->fe->tok, cand, n, i, prev, g->fe->clean_up, &b);
+    char *p = rc ? NULL : arena_alloc(a, b.n + 1);
+    if (!rc && !p)
+        rc = ERR_NOMEM;
+    if (!rc)
+        memcpy(p, b.p, b.n + 1), *out = (struct str){p, b.n};
+    buf_deinit(&b);
+    return rc;
+}
+
+/* logprobs_of: choice c's positions [from, to) as writer entries in the arena. */
+static int logprobs_of(const struct gen *g, const struct gen_choice *c, size_t from, size_t to,
+                       size_t chars_before, struct arena *a, struct oai_token_logprob **out)
+{
+    size_t n = to - from;
+    struct oai_token_logprob *lp = arena_alloc(a, (n ? n : 1) * sizeof *lp);
+    const char **strs = arena_alloc(a, (n ? n : 1) * sizeof *strs);
+    size_t *lens = arena_alloc(a, (n ? n : 1) * sizeof *lens), *offs = arena_alloc(a, (n ? n : 1) * sizeof *offs);
+    if (!lp || !strs || !lens || !offs)
+        return ERR_NOMEM;
+    for (size_t k = 0; k < n; k++) {
+        const struct gen_lp *x = &c->lps[from + k];
+        int32_t cand[1 + SAMPLING_MAX_LOGPROBS], prev = from + k ? c->lps[from + k - 1].id : -1;
+        cand[0] = x->id;
+        memcpy(cand + 1, x->top_ids, x->n_top * sizeof *cand);
+        struct oai_top_logprob *top = arena_alloc(a, (x->n_top ? x->n_top : 1) * sizeof *top);
+        if (!top)
+            return ERR_NOMEM;
+        lp[k] = (struct oai_token_logprob){.logprob = x->logprob, .top = top, .n_top = x->n_top};
+        int rc = token_str(g, cand, 1 + x->n_top, 0, prev, a, &lp[k].token);
+        for (uint32_t t = 0; !rc && t < x->n_top; t++) {
+            top[t].logprob = x->top_lps[t];
+            rc = token_str(g, cand, 1 + x->n_top, 1 + t, prev, a, &top[t].token);
+        }
+        if (rc)
+            return rc;
+        strs[k] = lp[k].token.p, lens[k] = lp[k].token.n;
+    }
+    text_stream_text_offsets(strs, lens, n, chars_before, offs);
+    for (size_t k = 0; k < n; k++)
+        lp[k].text_offset = (uint32_t)offs[k];
+    *out = lp;
+    return 0;
+}
+
+static enum oai_finish finish_of(const struct gen_choice *c)
+{
+    if (!c->done)
+        return OAI_FINISH_NONE;
+    return strcmp(c->finish, "stop") == 0     ? OAI_FINISH_STOP
+           : strcmp(c->finish, "length") == 0 ? OAI_FINISH_LENGTH
+                                              : OAI_FINISH_ABORT;
+}
+
+static struct oai_stop_reason stop_of(const struct gen_choice *c)
+{
+    if (c->stop_string && c->ts.stop_index >= 0) {
+        const struct text_stream_stop *s = &c->ts.stop[c->ts.stop_index];
+        return (struct oai_stop_reason){.kind = OAI_STOP_STRING, .str = {s->s, s->n}};
+    }
+    if (c->stop_token >= 0)
+        return (struct oai_stop_reason){.kind = OAI_STOP_TOKEN, .token = c->stop_token};
+    return (struct oai_stop_reason){.kind = OAI_STOP_NONE};
+}
+
+/* choice_of: writer view of c with text t and logprob positions [from, to). */
+static int choice_of(const struct gen *g, const struct gen_choice *c, struct str t, size_t from,
+                     size_t to, size_t chars_before, struct arena *a, struct oai_choice *o)
+{
+    *o = (struct oai_choice){.index = c->index,
+                             .text = t,
+                             .finish = finish_of(c),
+                             .stop = stop_of(c),
+                             .has_token_ids = g->q.return_token_ids,
+                             .token_ids = c->ids.v + from,
+                             .n_token_ids = c->ids.n - from};
+    if (g->q.sp.logprobs < 0)
+        return 0;
+    struct oai_token_logprob *lp = NULL;
+    int rc = logprobs_of(g, c, from, to, chars_before, a, &lp);
+    o->has_lp = true, o->lp = lp, o->n_lp = to - from;
+    return rc;
+}
+
+/* echo_text: the prompt's text of choice c (completions echo) into b. */
+static int echo_text(const struct gen *g, const struct gen_choice *c, struct buf *b)
+{
+    const struct gen_prompt *p = &g->prompts[c->index / (uint32_t)g->q.n];
+    const struct oai_prompt *q = &g->q.prompts[c->index / (uint32_t)g->q.n];
+    if (!q->ids)
+        return buf_append(b, q->text.p, q->text.n);
+    return tok_decode(g->fe->tok, p->ids.v, p->ids.n, g->q.skip_special_tokens, b);
+}
+
+int gen_out_final(struct gen *g)
+{
+    struct arena a;
+    arena_init(&a, OUT_ARENA_LIMIT, 1 << 14);
+    struct oai_choice *ch = arena_alloc(&a, g->n_choices * sizeof *ch);
+    struct buf *texts = arena_alloc(&a, g->n_choices * sizeof *texts);
+    int rc = ch && texts ? 0 : ERR_NOMEM;
+    for (uint32_t i = 0; !rc && i < g->n_choices; i++) {
+        struct gen_choice *c = &g->choices[i];
+        buf_init(&texts[i], 0);
+        if (g->q.echo && g->q.kind == OAI_COMPLETION)
+            rc = echo_text(g, c, &texts[i]);
+        if (!rc)
+            rc = buf_append(&texts[i], c->text.p, c->text.n);
+        if (!rc)
+            rc = choice_of(g, c, (struct str){texts[i].p, texts[i].n}, 0, c->n_lps, 0, &a, &ch[i]);
+    }
+    struct oai_resp_ctx ctx = ctx_of(g);
+    struct oai_usage u = usage_of(g);
+    buf_reset(&g->out);
+    if (!rc)
+        rc = g->q.kind == OAI_CHAT
+                 ? oai_write_chat_completion(&g->out, &ctx, ch, g->n_choices, &u, NULL)
+                 : oai_write_completion(&g->out, &ctx, ch, g->n_choices, &u);
+    for (uint32_t i = 0; texts && i < g->n_choices; i++)
+        buf_deinit(&texts[i]);
+    arena_deinit(&a);
+    return rc;
+}
+
+int gen_out_begin(struct gen *g)
+{
+    struct oai_resp_ctx ctx = ctx_of(g);
+    int rc = 0;
+    for (uint32_t i = 0; !rc && i < g->n_choices; i++) {
+        struct gen_choice *c = &g->choices[i];
+        struct oai_choice o = {.index = c->index, .text_null = false, .role = true};
+        if (g->q.kind == OAI_CHAT) {
+            rc = oai_write_chat_chunk(&g->out, &ctx, &o, NULL, NULL);
+        } else if (g->q.echo) {
+            struct buf t;
+            buf_init(&t, 0);
+            rc = echo_text(g, c, &t);
+            o = (struct oai_choice){.index = c->index, .text = {t.p, t.n}};
+            if (!rc)
+                rc = oai_write_completion_chunk(&g->out, &ctx, &o, NULL);
+            buf_deinit(&t);
+        }
+    }
+    return rc;
+}
+
+int gen_out_delta(struct gen *g, struct gen_choice *c)
+{
+    size_t from = c->lp_sent, to = c->n_lps;
+    if (c->text.n == 0 && !c->done && to == from)
+        return 0; /* nothing new this round (a held-back stop prefix) */
+    struct arena a;
+    arena_init(&a, OUT_ARENA_LIMIT, 1 << 12);
+    struct oai_choice o;
+    struct oai_resp_ctx ctx = ctx_of(g);
+    struct oai_usage u = usage_of(g);
+    size_t ids_from = c->ids_sent;
+    int rc = choice_of(g, c, (struct str){c->text.p, c->text.n}, from, to, c->chars_sent, &a, &o);
+    if (!g->q.return_token_ids)
+        o.has_token_ids = false;
+    o.token_ids = c->ids.v + ids_from;
+    o.n_token_ids = c->ids.n - ids_from;
+    const struct oai_usage *cu = g->q.continuous_usage_stats ? &u : NULL;
+    if (!rc)
+        rc = g->q.kind == OAI_CHAT ? oai_write_chat_chunk(&g->out, &ctx, &o, cu, NULL)
+                                   : oai_write_completion_chunk(&g->out, &ctx, &o, cu);
+    arena_deinit(&a);
+    if (!rc) {
+        c->lp_sent = to;
+        c->ids_sent = c->ids.n;
+        c->chars_sent += text_stream_chars(c->text.p, c->text.n);
+    }
+    return rc;
+}
+
+int gen_out_end(struct gen *g)
+{
+    struct oai_resp_ctx ctx = ctx_of(g);
+    struct oai_usage u = usage_of(g);
+    int rc = 0;
+    if (g->q.include_usage)
+        rc = oai_write_usage_chunk(&g->out, &ctx, &u);
+    return rc ? rc : oai_sse_done(&g->out);
+}
