@@ -101,9 +101,9 @@ $(DEPS_STAMP):
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
-# run: what kiln can do today: generate a story with the stories260K model on the CPU.
+# run: serve the stories260K model on http://127.0.0.1:8000/v1 (Ctrl-C stops it).
 run: all
-	$(BUILD)/kiln generate --model $(FIXTURES)/models/stories260K --prompt "Once upon a time" --max-tokens 128
+	$(BUILD)/kiln serve --model $(FIXTURES)/models/stories260K --served-model-name stories260K
 
 $(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
