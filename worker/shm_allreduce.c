@@ -130,6 +130,10 @@ static int barrier(struct shm_header *h)
     }
     for (unsigned long i = 1; atomic_load(&h->generation) == gen; i++)
         if (peer_backoff(i) && !peers_alive(h)) {
+            /* the last rank may have released the barrier and exited (a zombie now) since
+             * the generation was read: only a barrier still closed is a failure */
+            if (atomic_load(&h->generation) != gen)
+                break;
             atomic_store(&h->aborted, 1);
             return ERR_STATE;
         }
