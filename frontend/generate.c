@@ -40,6 +40,7 @@ static void gen_free(struct gen *g)
         if (g->prompts[i].rid)
             engine_link_abort(fe->link, g->prompts[i].rid);
         tok_ids_deinit(&g->prompts[i].ids);
+        free(g->prompts[i].plps);
     }
     for (uint32_t i = 0; i < g->n_choices; i++) {
         struct gen_choice *c = &g->choices[i];
@@ -129,30 +130,48 @@ static void choice_end(struct gen *g, struct gen_prompt *p, struct gen_choice *c
     }
 }
 
+/* keep: n positions of lp (ids[i] the token of position i) appended to *v [*n, *cap]. */
+static int keep(struct gen_lp **v, size_t *n, size_t *cap, const int32_t *ids, uint32_t count,
+                const struct wire_logprobs *lp)
+{
+    if (*n + count > *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        while (c < *n + count)
+            c *= 2;
+        struct gen_lp *p = realloc(*v, c * sizeof *p);
+        if (!p)
+            return ERR_NOMEM;
+        *v = p, *cap = c;
+    }
+    uint32_t k = lp->n_top;
+    for (uint32_t i = 0; i < count; i++) {
+        struct gen_lp *x = &(*v)[(*n)++];
+        x->id = ids[i];
+        x->logprob = lp->logprob[i];
+        x->n_top = k;
+        memcpy(x->top_ids, lp->top_ids + (size_t)i * k, k * sizeof *x->top_ids);
+        memcpy(x->top_lps, lp->top_logprobs + (size_t)i * k, k * sizeof *x->top_lps);
+    }
+    return 0;
+}
+
 /* keep_lps: the entry's logprobs for choice c. */
 static int keep_lps(struct gen_choice *c, const struct wire_seq_out *s)
 {
     if (!s->has_logprobs)
         return 0;
-    if (c->n_lps + s->n_ids > c->cap_lps) {
-        size_t cap = c->cap_lps ? c->cap_lps * 2 : 16;
-        while (cap < c->n_lps + s->n_ids)
-            cap *= 2;
-        struct gen_lp *p = realloc(c->lps, cap * sizeof *p);
-        if (!p)
-            return ERR_NOMEM;
-        c->lps = p, c->cap_lps = cap;
-    }
-    uint32_t k = s->lp.n_top;
-    for (uint32_t i = 0; i < s->n_ids; i++) {
-        struct gen_lp *x = &c->lps[c->n_lps++];
-        x->id = s->ids[i];
-        x->logprob = s->lp.logprob[i];
-        x->n_top = k;
-        memcpy(x->top_ids, s->lp.top_ids + (size_t)i * k, k * sizeof *x->top_ids);
-        memcpy(x->top_lps, s->lp.top_logprobs + (size_t)i * k, k * sizeof *x->top_lps);
-    }
-    return 0;
+    return keep(&c->lps, &c->n_lps, &c->cap_lps, s->ids, s->n_ids, &s->lp);
+}
+
+/* keep_plps: the entry's prompt logprobs for prompt p (positions arrive in order; position
+ * i's token is prompt token i + 1). */
+static int keep_plps(struct gen_prompt *p, const struct wire_seq_out *s)
+{
+    size_t at = p->n_plps;
+    if (at + s->n_prompt_lp + 1 > p->ids.n)
+        return ERR_RANGE; /* more positions than the prompt has: not ours */
+    return keep(&p->plps, &p->n_plps, &p->cap_plps, p->ids.v + at + 1, s->n_prompt_lp,
+                &s->prompt_lp);
 }
 
 /* choice_tokens: s's ids for choice c: text, logprobs, end. */
@@ -243,8 +262,12 @@ void gen_on_tokens(void *req, const struct wire_seq_out *s, bool done)
     }
     p->n_cached = s->n_cached_tokens;
     token_metrics(g, p, s);
-    if (s->has_prompt_logprobs && s->n_ids == 0)
-        return; /* prompt logprobs are not shown yet */
+    if (s->has_prompt_logprobs && keep_plps(p, s)) {
+        fail_status(g, 500, "the engine sent more prompt logprobs than the prompt has");
+        return;
+    }
+    if (s->n_ids == 0 && !s->finish)
+        return;
     uint32_t ci = (uint32_t)(p - g->prompts) * (uint32_t)g->q.n + s->choice;
     if (s->choice >= (uint32_t)g->q.n)
         return;
@@ -338,6 +361,20 @@ static int tokenize_prompt(struct fe *fe, const struct oai_request *q, uint32_t 
     if (p->ids.n == 0)
         return oai_error_set(e, 400, q->kind == OAI_CHAT ? "messages" : "prompt",
                              "the prompt is empty after tokenization");
+    return 0;
+}
+
+/* setup_prompt_logprobs: what the engine must compute for prompt_logprobs and for a
+ * completions echo with logprobs (vLLM shows the prompt's logprobs then). */
+static int setup_prompt_logprobs(struct gen *g, struct oai_error *e)
+{
+    struct sampling_params *sp = &g->q.sp;
+    g->show_plp = sp->prompt_logprobs >= 0;
+    g->echo_lp = g->q.kind == OAI_COMPLETION && g->q.echo && sp->logprobs >= 0;
+    if (g->echo_lp && g->streaming)
+        return oai_error_set(e, 400, "echo", "echo with logprobs and stream is not supported yet");
+    if (g->echo_lp && sp->prompt_logprobs < sp->logprobs)
+        sp->prompt_logprobs = sp->logprobs;
     return 0;
 }
 
@@ -451,6 +488,10 @@ void gen_start(struct fe *fe, struct http_request *r, enum oai_kind kind)
             return;
         }
         longest = g->prompts[i].ids.n > longest ? (uint32_t)g->prompts[i].ids.n : longest;
+    }
+    if (setup_prompt_logprobs(g, &e)) {
+        fail(g, &e);
+        return;
     }
     if (oai_request_fit_length(&g->q, &fe->lim, longest, &e)) {
         fail(g, &e);

@@ -58,6 +58,8 @@ struct gen_prompt {
     uint64_t rid;       /* the engine link's id; 0 once finished or aborted */
     uint32_t n_cached;  /* prompt tokens the engine found cached */
     uint32_t n_open;    /* choices not ended */
+    struct gen_lp *plps; /* [n_plps] prompt positions 0.. (each predicts the next token) */
+    size_t n_plps, cap_plps;
     bool first_seen;    /* its first tokens arrived (prefill done) */
 };
 
@@ -71,6 +73,8 @@ struct gen {
     struct gen_choice *choices; /* [n_prompts * q.n] */
     uint32_t n_choices, n_open;
     bool streaming;
+    bool show_plp;  /* the client asked for prompt_logprobs */
+    bool echo_lp;   /* completions echo with logprobs: prompt positions lead the logprobs */
     bool begun; /* the stream's headers went out: errors become SSE events */
     char id[OAI_RESP_ID_MAX];
     int64_t created;

@@ -47,9 +47,11 @@ static int token_str(const struct gen *g, const int32_t *cand, size_t n, size_t 
     return rc;
 }
 
-/* logprobs_of: choice c's positions [from, to) as writer entries in the arena. */
-static int logprobs_of(const struct gen *g, const struct gen_choice *c, size_t from, size_t to,
-                       size_t chars_before, struct arena *a, struct oai_token_logprob **out)
+/* logprobs_of: positions [from, to) of v (prev: the token before v[0], -1 for none) as
+ * writer entries in the arena, text offsets counted from chars_before. */
+static int logprobs_of(const struct gen *g, const struct gen_lp *v, int32_t prev0, size_t from,
+                       size_t to, size_t chars_before, struct arena *a,
+                       struct oai_token_logprob **out)
 {
     size_t n = to - from;
     struct oai_token_logprob *lp = arena_alloc(a, (n ? n : 1) * sizeof *lp);
@@ -58,8 +60,8 @@ static int logprobs_of(const struct gen *g, const struct gen_choice *c, size_t f
     if (!lp || !strs || !lens || !offs)
         return ERR_NOMEM;
     for (size_t k = 0; k < n; k++) {
-        const struct gen_lp *x = &c->lps[from + k];
-        int32_t cand[1 + SAMPLING_MAX_LOGPROBS], prev = from + k ? c->lps[from + k - 1].id : -1;
+        const struct gen_lp *x = &v[from + k];
+        int32_t cand[1 + SAMPLING_MAX_LOGPROBS], prev = from + k ? v[from + k - 1].id : prev0;
         cand[0] = x->id;
         memcpy(cand + 1, x->top_ids, x->n_top * sizeof *cand);
         struct oai_top_logprob *top = arena_alloc(a, (x->n_top ? x->n_top : 1) * sizeof *top);
@@ -116,9 +118,73 @@ static int choice_of(const struct gen *g, const struct gen_choice *c, struct str
     if (g->q.sp.logprobs < 0)
         return 0;
     struct oai_token_logprob *lp = NULL;
-    int rc = logprobs_of(g, c, from, to, chars_before, a, &lp);
+    int rc = logprobs_of(g, c->lps, -1, from, to, chars_before, a, &lp);
     o->has_lp = true, o->lp = lp, o->n_lp = to - from;
     return rc;
+}
+
+/* echo_logprobs: o's logprobs with the prompt's positions first (completions echo): the
+ * first prompt token has null entries, the others their prompt logprobs. */
+static int echo_logprobs(const struct gen *g, const struct gen_choice *c, struct arena *a,
+                         struct oai_choice *o)
+{
+    const struct gen_prompt *p = &g->prompts[c->index / (uint32_t)g->q.n];
+    size_t np = p->n_plps + 1, n = np + c->n_lps;
+    struct gen_lp *all = arena_alloc(a, n * sizeof *all);
+    struct oai_token_logprob *lp = NULL;
+    if (!all)
+        return ERR_NOMEM;
+    all[0] = (struct gen_lp){.id = p->ids.v[0]};
+    memcpy(all + 1, p->plps, p->n_plps * sizeof *all);
+    memcpy(all + np, c->lps, c->n_lps * sizeof *all);
+    int rc = logprobs_of(g, all, -1, 0, n, 0, a, &lp);
+    if (rc)
+        return rc;
+    lp[0].null = true;
+    lp[0].logprob = 0;
+    lp[0].n_top = 0;
+    o->has_lp = true, o->lp = lp, o->n_lp = n;
+    return 0;
+}
+
+/* prompt_info: vLLM's prompt extensions of prompt p (return_token_ids, prompt_logprobs). */
+static int prompt_info(const struct gen *g, const struct gen_prompt *p, struct arena *a,
+                       struct oai_prompt_info *out)
+{
+    *out = (struct oai_prompt_info){.has_token_ids = g->q.return_token_ids,
+                                    .token_ids = p->ids.v,
+                                    .n_token_ids = p->ids.n,
+                                    .has_logprobs = g->show_plp};
+    if (!g->show_plp)
+        return 0;
+    size_t n = p->n_plps + 1;
+    struct oai_prompt_logprob *pos = arena_alloc(a, n * sizeof *pos);
+    if (!pos)
+        return ERR_NOMEM;
+    pos[0] = (struct oai_prompt_logprob){NULL, 0};
+    for (size_t k = 1; k < n; k++) {
+        const struct gen_lp *x = &p->plps[k - 1];
+        struct oai_prompt_logprob_entry *e = arena_alloc(a, (1 + x->n_top) * sizeof *e);
+        int32_t cand[1 + SAMPLING_MAX_LOGPROBS];
+        if (!e)
+            return ERR_NOMEM;
+        cand[0] = x->id;
+        memcpy(cand + 1, x->top_ids, x->n_top * sizeof *cand);
+        for (uint32_t t = 0; t <= x->n_top; t++) {
+            e[t] = (struct oai_prompt_logprob_entry){
+                .id = cand[t], .logprob = t ? x->top_lps[t - 1] : x->logprob, .rank = (int32_t)t};
+            for (uint32_t u = 0; t == 0 && u < x->n_top; u++)
+                if (x->top_ids[u] == x->id)
+                    e[0].rank = (int32_t)u + 1; /* else beyond the top k: unknown, null */
+            int rc = token_str(g, cand, 1 + x->n_top, t, -1, a, &e[t].token);
+            if (rc)
+                return rc;
+        }
+        pos[k] = (struct oai_prompt_logprob){e, 1 + x->n_top};
+    }
+    out->logprobs = pos;
+    out->n_logprobs = n;
+    return 0;
 }
 
 /* echo_text: the prompt's text of choice c (completions echo) into b. */
@@ -147,13 +213,27 @@ int gen_out_final(struct gen *g)
             rc = buf_append(&texts[i], c->text.p, c->text.n);
         if (!rc)
             rc = choice_of(g, c, (struct str){texts[i].p, texts[i].n}, 0, c->n_lps, 0, &a, &ch[i]);
+        if (!rc && g->echo_lp)
+            rc = echo_logprobs(g, c, &a, &ch[i]);
+        struct oai_prompt_info *pi = arena_alloc(&a, sizeof *pi);
+        if (!rc && !pi)
+            rc = ERR_NOMEM;
+        if (!rc && g->q.kind == OAI_COMPLETION && (g->show_plp || g->q.return_token_ids)) {
+            rc = prompt_info(g, &g->prompts[c->index / (uint32_t)g->q.n], &a, pi);
+            ch[i].prompt = pi;
+        }
     }
+    struct oai_prompt_info chat_prompt;
+    if (!rc && g->q.kind == OAI_CHAT)
+        rc = prompt_info(g, &g->prompts[0], &a, &chat_prompt);
     struct oai_resp_ctx ctx = ctx_of(g);
     struct oai_usage u = usage_of(g);
     buf_reset(&g->out);
     if (!rc)
         rc = g->q.kind == OAI_CHAT
-                 ? oai_write_chat_completion(&g->out, &ctx, ch, g->n_choices, &u, NULL)
+                 ? oai_write_chat_completion(&g->out, &ctx, ch, g->n_choices, &u,
+                                             g->show_plp || g->q.return_token_ids ? &chat_prompt
+                                                                                  : NULL)
                  : oai_write_completion(&g->out, &ctx, ch, g->n_choices, &u);
     for (uint32_t i = 0; texts && i < g->n_choices; i++)
         buf_deinit(&texts[i]);

@@ -436,3 +436,31 @@ def test_sigterm_drains_in_flight_streams():
     text = first.choices[0].text + "".join(ch.choices[0].text for ch in stream if ch.choices)
     assert text
     assert s.proc.wait(30) == 0
+
+
+def test_prompt_logprobs_and_echo_logprobs_match_a_numpy_forward_pass(serve):
+    import numpy as np
+    import reference
+    g = golden("golden_prompt_tom_and_sue.json")
+    ids = g["prompt_ids"]
+    logits = reference.forward(reference.load(ec.STORIES), ids)
+    ref = logits - logits.max(axis=1, keepdims=True)
+    ref -= np.log(np.exp(ref).sum(axis=1, keepdims=True))
+    c = serve.client()
+    r = c.completions.create(model=NAME, prompt=ids, max_tokens=2, temperature=0,
+                             extra_body={"prompt_logprobs": 2})
+    plp = r.choices[0].model_extra["prompt_logprobs"]
+    assert len(plp) == len(ids) and plp[0] is None
+    for p in range(1, len(ids)):
+        entry = plp[p][str(ids[p])]
+        assert abs(entry["logprob"] - ref[p - 1, ids[p]]) < 1e-3
+        best = int(np.argmax(ref[p - 1]))
+        assert abs(plp[p][str(best)]["logprob"] - ref[p - 1, best]) < 1e-3
+        assert plp[p][str(best)]["rank"] == 1
+    r = c.completions.create(model=NAME, prompt=ids, max_tokens=3, temperature=0, echo=True,
+                             logprobs=1)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(ids) + 3
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    for p in range(1, len(ids)):
+        assert abs(lp.token_logprobs[p] - ref[p - 1, ids[p]]) < 1e-3
