@@ -2,6 +2,7 @@
  * generate_out: the bodies and events of a completion or chat request (generate.h), from its
  * choices' text, logprobs and finish through the writers of oai_response.h.
  */
+#include <jansson.h>
 #include <string.h>
 
 #include "common/arena.h"
@@ -187,9 +188,39 @@ static int prompt_info(const struct gen *g, const struct gen_prompt *p, struct a
     return 0;
 }
 
-/* echo_text: the prompt's text of choice c (completions echo) into b. */
+/* chat_echo: vLLM's chat echo: the last message's text when it has the role of the answer
+ * ("assistant"), else nothing. */
+static int chat_echo(const struct gen *g, struct buf *b)
+{
+    size_t n = json_array_size(g->q.messages);
+    const json_t *last = n ? json_array_get(g->q.messages, n - 1) : NULL;
+    const char *role = json_string_value(json_object_get(last, "role"));
+    const json_t *content = json_object_get(last, "content");
+    if (!role || strcmp(role, "assistant") != 0)
+        return 0;
+    if (json_is_string(content))
+        return buf_append(b, json_string_value(content), json_string_length(content));
+    size_t i;
+    const json_t *part;
+    int rc = 0, k = 0;
+    json_array_foreach(content, i, part) /* text parts joined with newlines, as the template */
+    {
+        const json_t *t = json_object_get(part, "text");
+        if (!rc && json_is_string(t)) {
+            if (k++)
+                rc = buf_append(b, "\n", 1);
+            if (!rc)
+                rc = buf_append(b, json_string_value(t), json_string_length(t));
+        }
+    }
+    return rc;
+}
+
+/* echo_text: the prompt's text of choice c (completions echo; chat: chat_echo) into b. */
 static int echo_text(const struct gen *g, const struct gen_choice *c, struct buf *b)
 {
+    if (g->q.kind == OAI_CHAT)
+        return chat_echo(g, b);
     const struct gen_prompt *p = &g->prompts[c->index / (uint32_t)g->q.n];
     const struct oai_prompt *q = &g->q.prompts[c->index / (uint32_t)g->q.n];
     if (!q->ids)
@@ -207,7 +238,7 @@ int gen_out_final(struct gen *g)
     for (uint32_t i = 0; !rc && i < g->n_choices; i++) {
         struct gen_choice *c = &g->choices[i];
         buf_init(&texts[i], 0);
-        if (g->q.echo && g->q.kind == OAI_COMPLETION)
+        if (g->q.echo)
             rc = echo_text(g, c, &texts[i]);
         if (!rc)
             rc = buf_append(&texts[i], c->text.p, c->text.n);
@@ -249,7 +280,13 @@ int gen_out_begin(struct gen *g)
         struct gen_choice *c = &g->choices[i];
         struct oai_choice o = {.index = c->index, .text_null = false, .role = true};
         if (g->q.kind == OAI_CHAT) {
-            rc = oai_write_chat_chunk(&g->out, &ctx, &o, NULL, NULL);
+            struct buf t;
+            buf_init(&t, 0);
+            rc = g->q.echo ? echo_text(g, c, &t) : 0;
+            o.text = (struct str){t.p, t.n};
+            if (!rc)
+                rc = oai_write_chat_chunk(&g->out, &ctx, &o, NULL, NULL);
+            buf_deinit(&t);
         } else if (g->q.echo) {
             struct buf t;
             buf_init(&t, 0);

@@ -464,3 +464,17 @@ def test_prompt_logprobs_and_echo_logprobs_match_a_numpy_forward_pass(serve):
     assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
     for p in range(1, len(ids)):
         assert abs(lp.token_logprobs[p] - ref[p - 1, ids[p]]) < 1e-3
+
+
+def test_chat_echo_prepends_the_last_assistant_message(serve):
+    c = serve.client()
+    msgs = [{"role": "user", "content": "Tell me a story"},
+            {"role": "assistant", "content": "Once upon a time"}]
+    kw = dict(model=NAME, messages=msgs, max_tokens=8, temperature=0,
+              extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    plain = c.chat.completions.create(**kw).choices[0].message.content
+    kw["extra_body"]["echo"] = True
+    echoed = c.chat.completions.create(**kw).choices[0].message.content
+    assert echoed == "Once upon a time" + plain
+    chunks = list(c.chat.completions.create(stream=True, **kw))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == echoed
