@@ -57,7 +57,8 @@ static const struct cfg_flag serve_flags[] = {
     F("dtype", CFG_ENUM, dtype, "auto", 1, 0, "auto", "weights as stored (bf16, f16, f32)"),
     F("load-format", CFG_ENUM, load_format, "auto", 1, 0, "auto|dummy",
       "auto: safetensors weights; dummy: random weights of the config's shapes"),
-    F("threads", CFG_INT, threads, "0", 0, 1024, NULL, "CPU threads per engine rank (0: all)"),
+    F("threads", CFG_INT, threads, "0", 0, 1024, NULL,
+      "CPU threads per engine rank (0: the CPUs the frontends leave, split among the ranks)"),
     F("max-model-len", CFG_INT, max_model_len, "0", 0, 1 << 24, NULL,
       "longest prompt + output (0: the model's)"),
     F("block-size", CFG_INT, block_size, "16", 1, 4096, NULL, "tokens per KV-cache block"),
@@ -99,6 +100,7 @@ struct serve {
     char self[4096], dir[64], addr[128], fd_arg[16];
     char num[16][24]; /* numbers as text for argv */
     int listen_fd, port, n_frontends;
+    long long engine_threads; /* per rank */
     struct child engine, fronts[MAX_FRONTENDS];
 };
 
@@ -157,7 +159,7 @@ static void engine_argv(struct serve *s, const char **a)
     a[k++] = "--served-model-name", a[k++] = o->names ? o->names : o->model;
     a[k++] = "--tensor-parallel-size", a[k++] = num(s, 0, o->tp);
     a[k++] = "--load-format", a[k++] = o->load_format ? "dummy" : "auto";
-    a[k++] = "--threads", a[k++] = num(s, 1, o->threads);
+    a[k++] = "--threads", a[k++] = num(s, 1, s->engine_threads);
     a[k++] = "--max-model-len", a[k++] = num(s, 2, o->max_model_len);
     a[k++] = "--block-size", a[k++] = num(s, 3, o->block_size);
     a[k++] = "--max-num-seqs", a[k++] = num(s, 4, o->max_num_seqs);
@@ -329,6 +331,10 @@ static int check(struct serve *s, char *err, size_t errlen)
     s->self[n] = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     s->n_frontends = o->frontends ? (int)o->frontends : (int)(ncpu / 2 > 1 ? ncpu / 2 : 1);
+    /* the engine's threads spin between parallel loops: by default they leave the frontends
+     * their cores (on 2 cores, oversubscribing halved the requests served a second) */
+    long spare = ncpu - s->n_frontends;
+    s->engine_threads = o->threads ? o->threads : (spare / o->tp > 1 ? spare / o->tp : 1);
     snprintf(s->dir, sizeof s->dir, "/tmp/kiln-serve-XXXXXX");
     if (!mkdtemp(s->dir))
         return snprintf(err, errlen, "mkdtemp: %s", strerror(errno)), ERR_IO;

@@ -112,7 +112,7 @@ struct tok_spans {
 struct tok_rx {
     pcre2_match_data *md;
     pcre2_match_context *mc;
-    pcre2_jit_stack *js;
+    pcre2_jit_stack *js; /* NULL until a match needs more than the default JIT stack */
 };
 
 int tok_rx_init(struct tok_rx *rx);

@@ -150,13 +150,28 @@ void tok_pattern_deinit(struct tok_pattern *p)
 
 int tok_rx_init(struct tok_rx *rx)
 {
+    /* no JIT stack yet: PCRE2's default 32 KiB on the machine stack is enough for nearly
+     * every match, and creating one costs an mmap and a munmap (7 of each per request in
+     * the frontend before); rx_grow_stack makes one when a match needs it */
     rx->md = pcre2_match_data_create(1, NULL);
     rx->mc = pcre2_match_context_create(NULL);
-    rx->js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-    if (!rx->md || !rx->mc || !rx->js) {
+    rx->js = NULL;
+    if (!rx->md || !rx->mc) {
         tok_rx_deinit(rx);
         return ERR_NOMEM;
     }
+    return 0;
+}
+
+/* rx_grow_stack: rx's own JIT stack (up to 4 MiB), for a match the default stack could not
+ * hold. Returns 0, ERR_LIMIT when it already had one, ERR_NOMEM. */
+static int rx_grow_stack(struct tok_rx *rx)
+{
+    if (rx->js)
+        return ERR_LIMIT;
+    rx->js = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+    if (!rx->js)
+        return ERR_NOMEM;
     pcre2_jit_stack_assign(rx->mc, NULL, rx->js);
     return 0;
 }
@@ -206,6 +221,8 @@ int tok_pattern_find(const struct tok_pattern *p, struct tok_rx *rx, const char 
         int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, rx->md, rx->mc);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && rx_grow_stack(rx) == 0)
+            continue; /* the same position again, with a larger stack */
         if (rc < 0)
             return ERR_LIMIT; /* match or JIT stack limit: pathological input */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(rx->md);

@@ -2,7 +2,8 @@
 # make bench: tokenizer encode throughput, kiln against Hugging Face tokenizers, on the same
 # ~1 MB mixed-language text, single thread, for the Llama 3 and Mistral tokenizers; chat
 # template rendering against jinja2; the sampler; the engine's scheduler per step and the engine
-# end to end over ZeroMQ (stories260K); the CPU model against the machine's limits.
+# end to end over ZeroMQ (stories260K); the HTTP frontend under h2load and the time it adds per
+# request; the CPU model against the machine's limits.
 set -eu
 build=${1:-build}
 cd "$(dirname "$0")/../.."
@@ -43,6 +44,9 @@ echo "engine: scheduler + input preparation per step (no model), one thread"
 echo
 echo "engine end to end over ZeroMQ: stories260K, one engine thread"
 "$build/tests/bench/bench_engine" "$build/kiln" "$fixtures/models/stories260K" || status=1
+echo
+echo "frontend: kiln serve under h2load (stories260K, max_tokens 1), time added per request"
+tests/bench/bench_frontend.sh "$build" "$fixtures" || status=1
 echo
 echo "CPU model: TinyLlama-1.1B shapes, dummy bf16 weights, every CPU"
 "$build/tests/bench/bench_model" "$fixtures/shapes/tinyllama-1.1b-chat" || status=1
