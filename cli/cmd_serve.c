@@ -122,7 +122,7 @@ static int listen_on(struct serve *s, char *err, size_t errlen)
     int rc = getaddrinfo(s->o.host, port, &hints, &res);
     if (rc)
         return snprintf(err, errlen, "%s: %s", s->o.host, gai_strerror(rc)), ERR_INVAL;
-    int fd = socket(res->ai_family, SOCK_STREAM, 0), one = 1;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
         bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, 1024)) {
@@ -194,8 +194,10 @@ static void frontend_argv(struct serve *s, const char **a)
     a[k] = NULL;
 }
 
-/* spawn: starts argv and waits up to timeout_s for a stdout line containing want. */
-static int spawn(struct child *c, const char **argv, const char *want, int timeout_s)
+/* spawn: starts argv (handing it inherit_fd, or none when -1) and waits up to timeout_s for
+ * a stdout line containing want. */
+static int spawn(struct child *c, const char **argv, int inherit_fd, const char *want,
+                 int timeout_s)
 {
     int p[2];
     if (pipe(p))
@@ -204,6 +206,8 @@ static int spawn(struct child *c, const char **argv, const char *want, int timeo
     if (pid == 0) {
         dup2(p[1], 1);
         close(p[0]), close(p[1]);
+        if (inherit_fd >= 0) /* the listening socket is close-on-exec for everyone else */
+            fcntl(inherit_fd, F_SETFD, 0);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -241,14 +245,14 @@ static int start_engine(struct serve *s)
 {
     const char *argv[MAX_ARGS];
     engine_argv(s, argv);
-    return spawn(&s->engine, argv, "ready on", 3600);
+    return spawn(&s->engine, argv, -1, "ready on", 3600);
 }
 
 static int start_frontend(struct serve *s, int i)
 {
     const char *argv[MAX_ARGS];
     frontend_argv(s, argv);
-    return spawn(&s->fronts[i], argv, "listening on", 120);
+    return spawn(&s->fronts[i], argv, s->listen_fd, "listening on", 120);
 }
 
 /* crash_looping: c was started MAX_RESTARTS times within RESTART_WINDOW_S. */
@@ -370,7 +374,7 @@ int cmd_serve(int argc, char **argv)
     rc = start_engine(&s);
     for (int i = 0; rc == 0 && i < s.n_frontends; i++)
         what = "a frontend", rc = start_frontend(&s, i);
-    close(s.listen_fd); /* the frontends hold it */
+    /* the launcher keeps the listening socket open: a restarted frontend needs it */
     if (rc == 0) {
         printf("kiln serve: %s on http://%s:%d/v1 (%d frontends; Ctrl-C to stop)\n",
                s.o.names ? s.o.names : s.o.model, s.o.host, s.port, s.n_frontends);
@@ -381,6 +385,7 @@ int cmd_serve(int argc, char **argv)
         rc = 1;
     }
     stop_all(&s, (int)s.o.shutdown_timeout + 5);
+    close(s.listen_fd);
     char sock[128];
     snprintf(sock, sizeof sock, "%s/engine.sock", s.dir);
     unlink(sock);

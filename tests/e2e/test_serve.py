@@ -478,3 +478,29 @@ def test_chat_echo_prepends_the_last_assistant_message(serve):
     assert echoed == "Once upon a time" + plain
     chunks = list(c.chat.completions.create(stream=True, **kw))
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == echoed
+
+
+def test_a_crashed_frontend_is_restarted_on_the_same_port():
+    s = Serve()
+    try:
+        def frontends():
+            out = subprocess.run(["pgrep", "-P", str(s.proc.pid), "-f", "kiln frontend"],
+                                 capture_output=True, text=True).stdout.split()
+            return [int(p) for p in out]
+        old = frontends()
+        assert len(old) == 1
+        os.kill(old[0], signal.SIGKILL)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            new = frontends()
+            if new and new != old:
+                try:
+                    if httpx.get(s.base + "/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.2)
+        r = s.client().completions.create(model=NAME, prompt="Once", max_tokens=3, temperature=0)
+        assert r.choices[0].text and frontends() != old
+    finally:
+        assert s.stop() == 0
