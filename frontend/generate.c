@@ -64,6 +64,8 @@ static void fail(struct gen *g, const struct oai_error *e)
 {
     struct http_request *r = g->r;
     done_metrics(g, METRICS_FINISH_ERROR);
+    if (r) /* a response call on a client that is gone is followed by on_abort: not ours */
+        r->user = NULL;
     if (r && g->begun) {
         buf_reset(&g->out);
         if (!oai_sse_error(&g->out, e) && !oai_sse_done(&g->out))
@@ -105,6 +107,8 @@ static void finish(struct gen *g)
     done_metrics(g, strcmp(f0, "length") == 0  ? METRICS_FINISH_LENGTH
                     : strcmp(f0, "abort") == 0 ? METRICS_FINISH_ABORT
                                                : METRICS_FINISH_STOP);
+    if (r) /* as in fail: an on_abort after our last call must not find g */
+        r->user = NULL;
     if (r && g->streaming) {
         flush(g);
         http_stream_end(r);

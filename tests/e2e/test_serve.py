@@ -504,3 +504,44 @@ def test_a_crashed_frontend_is_restarted_on_the_same_port():
         assert r.choices[0].text and frontends() != old
     finally:
         assert s.stop() == 0
+
+
+def test_clients_closing_as_their_answers_complete_harm_nothing():
+    """Regression: a client gone just as its answer was written made the frontend's request
+    receive on_abort after it had freed it (a double free, seen under h2load)."""
+    import random
+    import socket
+    s = Serve()
+    try:
+        def frontends():
+            return subprocess.run(["pgrep", "-P", str(s.proc.pid), "-f", "kiln frontend"],
+                                  capture_output=True, text=True).stdout.split()
+        before = frontends()
+        body = json.dumps({"model": NAME, "prompt": "Once", "max_tokens": 1}).encode()
+        req = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+        rnd = random.Random(7)
+
+        def hammer(k):
+            for _ in range(150):
+                c = socket.create_connection(("127.0.0.1", s.port))
+                c.sendall(req * rnd.randint(1, 3))
+                time.sleep(rnd.random() * 0.003)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                c.close()  # an RST, often while the answer is being written
+        threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with httpx.Client(http1=False, http2=True) as h2:  # and the same over HTTP/2
+            for _ in range(100):
+                try:
+                    h2.post(s.base + "/v1/completions", content=body,
+                            headers={"content-type": "application/json"}, timeout=0.002)
+                except httpx.TransportError:
+                    pass
+        assert frontends() == before, "a frontend crashed and was restarted"
+        assert httpx.get(s.base + "/health").status_code == 200
+    finally:
+        assert s.stop() == 0
