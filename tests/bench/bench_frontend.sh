@@ -118,8 +118,8 @@ echo "h2load, POST /v1/completions, stories260K, max_tokens 1: ${duration} s per
     "warm-up ($(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg))"
 for threads in 0 1; do
     case $threads in
-    0) echo " engine --threads 0 (every CPU, the default):" ;;
-    *) echo " engine --threads $threads (the rest of the CPUs left to the frontends and h2load):" ;;
+    0) echo " engine --threads 0 (the default: the CPUs the frontends leave, at least one):" ;;
+    *) echo " engine --threads $threads:" ;;
     esac
     for f in 1 2; do
         serve_start "$stories" $f --threads $threads || { status=1; continue; }
