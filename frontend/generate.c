@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "frontend/oai_error.h"
 #include "frontend/oai_response.h"
+#include "templates/jinja.h"
 
 #define MAX_PROMPT_TOKENS (1u << 20)
 #define MAX_TEXT ((size_t)64 << 20) /* bytes of one choice's text */
@@ -322,8 +323,16 @@ int gen_render_prompt(struct fe *fe, const struct oai_request *q, struct buf *ou
                             .extra = extra,
                             .normalize = true};
     const struct jinja_template *t = chat_templates_pick(&fe->ct, q->tools != NULL);
+    struct jinja_template *own = NULL; /* a per-request template (--trust-request-chat-template) */
     char err[512] = "";
-    int rc = t ? chat_template_render(t, &in, NULL, out, err, sizeof err) : ERR_NOTFOUND;
+    int rc = 0;
+    if (q->chat_template.n) {
+        rc = jinja_compile(q->chat_template.p, q->chat_template.n, &own, err, sizeof err);
+        t = own;
+    }
+    if (!rc)
+        rc = t ? chat_template_render(t, &in, NULL, out, err, sizeof err) : ERR_NOTFOUND;
+    jinja_free(own);
     json_decref(extra);
     if (rc == ERR_NOTFOUND)
         return oai_error_set(e, 400, NULL, "the model has no chat template; start the server "

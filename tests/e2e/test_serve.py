@@ -545,3 +545,29 @@ def test_clients_closing_as_their_answers_complete_harm_nothing():
         assert httpx.get(s.base + "/health").status_code == 200
     finally:
         assert s.stop() == 0
+
+
+def test_per_request_chat_template_needs_trust():
+    g = golden("golden_chat.json")
+    tpl = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+    with pytest.raises(openai.BadRequestError):
+        s0 = Serve()
+        try:
+            s0.client().chat.completions.create(model=NAME, messages=g["messages"], max_tokens=2,
+                                                extra_body={"chat_template": tpl})
+        finally:
+            assert s0.stop() == 0
+    s = Serve("--trust-request-chat-template")
+    try:
+        r = httpx.post(s.base + "/tokenize", json={"messages": g["messages"],
+                                                   "chat_template": tpl}).json()
+        from tokenizers import Tokenizer
+        hf = Tokenizer.from_file(os.path.join(ec.STORIES, "tokenizer.json"))
+        import jinja2
+        want = jinja2.Template(tpl).render(messages=g["messages"])
+        assert r["tokens"] == hf.encode(want, add_special_tokens=False).ids
+        c = s.client().chat.completions.create(model=NAME, messages=g["messages"], max_tokens=4,
+                                               temperature=0, extra_body={"chat_template": tpl})
+        assert c.usage.prompt_tokens == len(r["tokens"])
+    finally:
+        assert s.stop() == 0
