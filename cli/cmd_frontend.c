@@ -16,7 +16,8 @@
 #include "frontend/frontend.h"
 
 struct fe_opts {
-    const char *model, *names, *host, *engines, *api_key, *origins, *chat_template, *log_level;
+    const char *model, *names, *host, *engines, *api_key, *origins, *chat_template, *log_level,
+        *certfile, *keyfile;
     long long port, listen_fd, max_logprobs, shutdown_timeout;
     bool trust_template;
     int metrics_compat; /* 0 none, 1 vllm */
@@ -41,6 +42,9 @@ static const struct cfg_flag fe_flags[] = {
       "comma-separated CORS origins, or * (default: none)"),
     F("chat-template", CFG_STRING, chat_template, NULL, 1, 0, NULL,
       "a chat template file instead of tokenizer_config.json's"),
+    F("ssl-certfile", CFG_STRING, certfile, NULL, 1, 0, NULL,
+      "PEM certificate: serve TLS (ALPN h2, http/1.1) instead of cleartext"),
+    F("ssl-keyfile", CFG_STRING, keyfile, NULL, 1, 0, NULL, "PEM private key of --ssl-certfile"),
     F("trust-request-chat-template", CFG_BOOL, trust_template, "false", 1, 0, NULL,
       "allow a per-request chat_template"),
     F("max-logprobs", CFG_INT, max_logprobs, "20", 0, 20, NULL, "top logprobs at most"),
@@ -89,6 +93,10 @@ static int to_config(const struct fe_opts *o, struct frontend_config *c, char *s
     c->port = (int)o->port;
     c->listen_fd = (int)o->listen_fd;
     c->allowed_origins = o->origins;
+    c->ssl_certfile = o->certfile;
+    c->ssl_keyfile = o->keyfile;
+    if (!o->certfile != !o->keyfile)
+        return snprintf(err, errlen, "--ssl-certfile and --ssl-keyfile go together"), ERR_INVAL;
     c->chat_template = o->chat_template;
     c->trust_request_chat_template = o->trust_template;
     c->max_logprobs = (int)o->max_logprobs;

@@ -33,7 +33,7 @@
 
 struct serve_opts {
     const char *model, *names, *host, *api_key, *kv_cache_memory, *chat_template, *origins,
-        *log_level, *tool_parser;
+        *log_level, *tool_parser, *certfile, *keyfile;
     long long port, frontends, tp, max_model_len, block_size, max_num_seqs,
         max_num_batched_tokens, seed, max_logprobs, shutdown_timeout, threads;
     int load_format, device, dtype, metrics_compat;
@@ -79,6 +79,9 @@ static const struct cfg_flag serve_flags[] = {
     F("tool-call-parser", CFG_STRING, tool_parser, NULL, 1, 0, NULL,
       "hermes|mistral|llama3_json (a later release)"),
     F("allowed-origins", CFG_STRING, origins, NULL, 1, 0, NULL, "CORS origins, or *"),
+    F("ssl-certfile", CFG_STRING, certfile, NULL, 1, 0, NULL,
+      "PEM certificate: serve TLS (ALPN h2, http/1.1) instead of cleartext"),
+    F("ssl-keyfile", CFG_STRING, keyfile, NULL, 1, 0, NULL, "PEM private key of --ssl-certfile"),
     F("shutdown-timeout", CFG_INT, shutdown_timeout, "30", 0, 3600, NULL,
       "seconds in-flight requests may finish after SIGTERM"),
     F("metrics-compat", CFG_ENUM, metrics_compat, "none", 1, 0, "none|vllm",
@@ -191,6 +194,10 @@ static void frontend_argv(struct serve *s, const char **a)
         a[k++] = "--chat-template", a[k++] = o->chat_template;
     if (o->trust_template)
         a[k++] = "--trust-request-chat-template";
+    if (o->certfile)
+        a[k++] = "--ssl-certfile", a[k++] = o->certfile;
+    if (o->keyfile)
+        a[k++] = "--ssl-keyfile", a[k++] = o->keyfile;
     a[k] = NULL;
 }
 
@@ -325,6 +332,8 @@ static int check(struct serve *s, char *err, size_t errlen)
     const struct serve_opts *o = &s->o;
     if (!o->model)
         return snprintf(err, errlen, "--model is required"), ERR_INVAL;
+    if (!o->certfile != !o->keyfile)
+        return snprintf(err, errlen, "--ssl-certfile and --ssl-keyfile go together"), ERR_INVAL;
     if (o->auto_tool || o->tool_parser)
         return snprintf(err, errlen, "tool calling (--enable-auto-tool-choice, "
                                      "--tool-call-parser) is not supported yet"),
@@ -376,8 +385,9 @@ int cmd_serve(int argc, char **argv)
         what = "a frontend", rc = start_frontend(&s, i);
     /* the launcher keeps the listening socket open: a restarted frontend needs it */
     if (rc == 0) {
-        printf("kiln serve: %s on http://%s:%d/v1 (%d frontends; Ctrl-C to stop)\n",
-               s.o.names ? s.o.names : s.o.model, s.o.host, s.port, s.n_frontends);
+        printf("kiln serve: %s on %s://%s:%d/v1 (%d frontends; Ctrl-C to stop)\n",
+               s.o.names ? s.o.names : s.o.model, s.o.certfile ? "https" : "http", s.o.host,
+               s.port, s.n_frontends);
         fflush(stdout);
         rc = supervise(&s);
     } else {

@@ -159,6 +159,8 @@ static int start(struct fe *fe, char *err, size_t errlen)
     hc.port = fe->cfg.port;
     hc.reuseport = true;
     hc.listen_fd = fe->cfg.listen_fd;
+    hc.ssl_certfile = fe->cfg.ssl_certfile;
+    hc.ssl_keyfile = fe->cfg.ssl_keyfile;
     hc.handler = (struct http_handler){routes_on_request, routes_on_abort, oai_error_format, fe};
     if ((rc = http_server_new(fe->base, &hc, &fe->http, err, errlen)) != 0)
         return rc;

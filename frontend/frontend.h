@@ -32,6 +32,8 @@ struct frontend_config {
     const char *api_keys[FRONTEND_MAX_KEYS];
     size_t n_api_keys;
     const char *allowed_origins; /* comma-separated CORS origins, "*" for any; NULL: none */
+    const char *ssl_certfile;    /* PEM certificate and key: the port speaks TLS (ALPN h2, */
+    const char *ssl_keyfile;     /* http/1.1); NULL: cleartext */
     const char *engines[FRONTEND_MAX_ENGINES]; /* engine addresses (ipc:// or tcp://) */
     size_t n_engines;
     const char *chat_template;     /* a template file instead of tokenizer_config.json's */

@@ -91,6 +91,13 @@ struct http_server_config {
     uint32_t max_streams;        /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS (100) */
     int header_timeout_ms;       /* 10000 */
     int idle_timeout_ms;         /* 75000 */
+    /* TLS: the certificate chain and private key, PEM files, both or neither. When set,
+     * every connection on the listener is TLS 1.2 or 1.3 (OpenSSL's default ciphers, no
+     * renegotiation) and ALPN picks the protocol: "h2" runs HTTP/2, anything else (or no
+     * ALPN) HTTP/1.1; cleartext HTTP/2 with prior knowledge is not served. The handshake
+     * counts against header_timeout_ms. NULL: cleartext. */
+    const char *ssl_certfile;
+    const char *ssl_keyfile;
     struct http_handler handler;
 };
 
@@ -98,7 +105,8 @@ struct http_server_config {
 struct http_server_config http_server_config_default(void);
 
 /* http_server_new: binds and listens (or adopts listen_fd) on base. Returns 0 and *out, or
- * ERR_IO (bind/listen failed: err says why), ERR_INVAL, ERR_NOMEM. */
+ * ERR_IO (bind/listen failed: err says why), ERR_INVAL (a bad configuration, or a
+ * certificate or key that does not load: err names the file), ERR_NOMEM. */
 int http_server_new(struct event_base *base, const struct http_server_config *c,
                     struct http_server **out, char *err, size_t errlen);
 

@@ -136,7 +136,7 @@ static int h1_on_headers_complete(http_parser *p)
     if (!(p->flags & F_CHUNKED) && has_body && http_req_reserve_body(q, p->content_length) != 0)
         return -1;
     if (has_body && !q->http10 && h1_expects_continue(q))
-        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        evbuffer_add(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     h->phase = H1_BODY;
     http_conn_arm(c, c->srv->cfg.idle_timeout_ms);
     return 0;
@@ -248,7 +248,7 @@ static int h1_write_head(struct http_req *q, int status, const struct http_heade
     else if (rv == 0 && q->http10)
         rv = buf_append_str(&b, "Connection: keep-alive\r\n");
     rv = rv ? rv : buf_append(&b, "\r\n", 2);
-    if (rv == 0 && bufferevent_write(c->bev, b.p, b.n) != 0)
+    if (rv == 0 && evbuffer_add(c->out, b.p, b.n) != 0)
         rv = ERR_NOMEM;
     buf_deinit(&b);
     return rv ? ERR_NOMEM : 0;
@@ -260,7 +260,7 @@ int http1_respond(struct http_req *q, int status, const struct http_header *h, s
     char framing[48];
     snprintf(framing, sizeof framing, "Content-Length: %zu", len);
     int rv = h1_write_head(q, status, h, nh, framing);
-    if (rv == 0 && !q->head && len && bufferevent_write(q->pub.conn->bev, body, len) != 0)
+    if (rv == 0 && !q->head && len && evbuffer_add(q->pub.conn->out, body, len) != 0)
         rv = ERR_NOMEM;
     if (rv != 0)
         q->pub.conn->want_close = true; /* a response may be half written */
@@ -281,10 +281,10 @@ int http1_stream_begin(struct http_req *q, int status, const struct http_header 
 int http1_stream_write(struct http_req *q, const void *p, size_t n)
 {
     struct http_conn *c = q->pub.conn;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     if (q->head)
         return 0;
-    if (evbuffer_get_length(out) + n > c->srv->cfg.max_queued)
+    if (http_conn_out_len(c) + n > c->srv->cfg.max_queued)
         return ERR_LIMIT;
     int rv = 0;
     if (q->chunked)
@@ -301,7 +301,7 @@ int http1_stream_write(struct http_req *q, const void *p, size_t n)
 
 int http1_stream_end(struct http_req *q)
 {
-    if (q->chunked && !q->head && bufferevent_write(q->pub.conn->bev, "0\r\n\r\n", 5) != 0) {
+    if (q->chunked && !q->head && evbuffer_add(q->pub.conn->out, "0\r\n\r\n", 5) != 0) {
         q->pub.conn->want_close = true;
         return ERR_NOMEM;
     }
@@ -310,7 +310,7 @@ int http1_stream_end(struct http_req *q)
 
 size_t http1_queued(const struct http_req *q)
 {
-    return evbuffer_get_length(bufferevent_get_output(q->pub.conn->bev));
+    return http_conn_out_len(q->pub.conn);
 }
 
 /* ---- the connection ---- */
@@ -360,8 +360,8 @@ static void h1_fail(struct http_conn *c, int status, const char *msg)
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                      status, h1_reason(status), n);
     log_debug("conn %llu: HTTP/1.1 %d: %s", (unsigned long long)c->id, status, msg);
-    bufferevent_write(c->bev, head, (size_t)k);
-    bufferevent_write(c->bev, body, n);
+    evbuffer_add(c->out, head, (size_t)k);
+    evbuffer_add(c->out, body, n);
     c->closing = true;
 }
 
@@ -370,7 +370,7 @@ static void h1_fail(struct http_conn *c, int status, const char *msg)
 static bool h1_feed(struct http_conn *c)
 {
     struct http1_conn *h = c->h1;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
     struct evbuffer_iovec v;
     if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
         return false;
@@ -417,8 +417,7 @@ static void h1_finish(struct http_conn *c)
 void http1_conn_process(struct http_conn *c)
 {
     struct http1_conn *h = c->h1;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *in = c->in;
     while (!c->closing && !c->want_close) {
         struct http_req *q = h->cur;
         if (q && q->state == HTTP_REQ_DONE) {
@@ -429,7 +428,7 @@ void http1_conn_process(struct http_conn *c)
             http_req_deliver(q);
         } else if (q && q->state != HTTP_REQ_RECV) {
             return; /* the handler is answering */
-        } else if (!q && evbuffer_get_length(out) > c->srv->cfg.max_queued) {
+        } else if (!q && http_conn_out_len(c) > c->srv->cfg.max_queued) {
             return; /* the client reads slower than it asks: resume on write */
         } else if (!h1_feed(c)) {
             break;

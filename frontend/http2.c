@@ -1,7 +1,8 @@
 /*
- * http2: HTTP/2 connections over nghttp2 (cleartext, prior knowledge). Input is fed to
- * nghttp2_session_mem_recv; frames leave through nghttp2_session_mem_send into the socket's
- * output, never more than OUT_HIGH bytes ahead of the socket, so a slow reader makes the
+ * http2: HTTP/2 connections over nghttp2 (cleartext with prior knowledge, or TLS with ALPN
+ * "h2"). Input is fed to nghttp2_session_mem_recv; frames leave through
+ * nghttp2_session_mem_send into the connection's output, never more than OUT_HIGH bytes ahead
+ * of the socket, so a slow reader makes the
  * streams' own buffers grow until max_queued aborts them. Complete requests are delivered
  * after mem_recv returns, not from nghttp2's callbacks; handler calls only submit and kick
  * the connection's deferred work, which flushes. The contract is in http_internal.h.
@@ -434,13 +435,13 @@ static bool h2_handler_busy(const struct http_conn *c)
 void http2_conn_flush(struct http_conn *c)
 {
     nghttp2_session *s = c->h2->session;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     if (c->h2->calm) {
         c->h2->calm = false;
         log_info("conn %llu: too many HTTP/2 errors", (unsigned long long)c->id);
         nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
     }
-    while (evbuffer_get_length(out) < OUT_HIGH) {
+    while (http_conn_out_len(c) < OUT_HIGH) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(s, &data);
         if (n < 0 || (n > 0 && evbuffer_add(out, data, (size_t)n) != 0)) {
@@ -469,7 +470,7 @@ static void h2_deliver(struct http_conn *c)
 
 void http2_conn_process(struct http_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = c->in;
     struct evbuffer_iovec v;
     while (evbuffer_peek(in, -1, NULL, &v, 1) >= 1 && v.iov_len > 0) {
         ssize_t n = nghttp2_session_mem_recv(c->h2->session, v.iov_base, v.iov_len);

@@ -1,6 +1,6 @@
 /*
- * http_internal: what the three parts of the HTTP server share, and nothing outside
- * frontend/http_server.c, frontend/http1.c and frontend/http2.c may use.
+ * http_internal: what the four parts of the HTTP server share, and nothing outside
+ * frontend/http_server.c, frontend/http1.c, frontend/http2.c and frontend/http_tls.c may use.
  *
  *   http_server.c  listener, connections (bufferevents, timers, deferred work, closing),
  *                  protocol sniffing, requests (arena, headers, body, limits), the abort
@@ -8,6 +8,15 @@
  *   http1.c        HTTP/1.1 over Debian's http-parser: one request at a time per
  *                  connection (pipelined ones wait, unparsed, in the input buffer)
  *   http2.c        HTTP/2 over nghttp2: many streams per connection
+ *   http_tls.c     TLS (OpenSSL over memory BIOs) between the socket's bufferevent and the
+ *                  connection's plaintext buffers c->in and c->out; ALPN picks h2 or http/1.1
+ *
+ * Bytes. The protocols read c->in and write c->out, never the bufferevent's buffers. On a
+ * cleartext connection those are the bufferevent's own input and output; on a TLS
+ * connection they are separate buffers: http_tls_read decrypts the socket's input into
+ * c->in, http_tls_settle encrypts c->out into the socket's output (a bounded amount ahead
+ * of the socket, so that a slow reader's bytes wait, countable, in c->out). Output queued
+ * for the client is http_conn_out_len: both buffers.
  *
  * Ownership. The server owns its connections. A connection refers to the requests it is
  * receiving or sending (proto_ref, the list c->reqs); the handler refers to a request from
@@ -36,6 +45,10 @@ struct event;
 struct evconnlistener;
 struct http1_conn;
 struct http2_conn;
+struct http_tls;
+struct http_tls_ctx;
+
+#define HTTP_READ_HIGH_WATER (1u << 20) /* input buffered before reading pauses */
 
 enum http_proto {
     HTTP_PROTO_SNIFF, /* fewer than 24 bytes seen, all a prefix of the HTTP/2 preface */
@@ -82,12 +95,16 @@ struct http_conn {
     struct http_server *srv;
     struct http_conn *prev, *next; /* the server's connections */
     struct bufferevent *bev;
+    struct evbuffer *in;    /* plaintext from the client (the bufferevent's, or TLS's) */
+    struct evbuffer *out;   /* plaintext to the client (the bufferevent's, or TLS's) */
+    struct http_tls *tls;   /* NULL on a cleartext connection */
     struct event *ev_work;  /* deferred work: resume parsing, flush, drain */
     struct event *ev_timer; /* header, idle or linger timeout */
     enum http_proto proto;
-    bool want_close; /* close at the end of this callback, aborting requests */
-    bool closing;    /* process no more input; close once the output is written */
-    bool shut;       /* output written and the write side shut: lingering for EOF */
+    bool want_close;  /* close at the end of this callback, aborting requests */
+    bool closing;     /* process no more input; close once the output is written */
+    bool shut;        /* output written and the write side shut: lingering for EOF */
+    bool read_paused; /* the socket's input is at its high-water mark: not reading */
     struct http_req *reqs, *reqs_tail;
     struct http1_conn *h1; /* HTTP_PROTO_1 */
     struct http2_conn *h2; /* HTTP_PROTO_2 */
@@ -98,6 +115,7 @@ struct http_server {
     struct event_base *base;
     struct http_server_config cfg;
     struct evconnlistener *listener; /* NULL once draining */
+    struct http_tls_ctx *tls;        /* every connection is TLS; NULL: cleartext */
     int port;
     struct http_conn *conns;
     size_t n_conns;
@@ -115,6 +133,10 @@ struct http_server {
 
 /* http_conn_kick: schedules the connection's deferred work (safe from handler calls). */
 void http_conn_kick(struct http_conn *c);
+
+/* http_conn_out_len: bytes queued for the client and not yet written to the socket
+ * (plaintext waiting for TLS included). */
+size_t http_conn_out_len(const struct http_conn *c);
 
 /* http_conn_arm: (re)starts the connection's timer for ms milliseconds; ms <= 0 stops it.
  * When it fires the connection closes (HTTP/2 first sends GOAWAY). */
@@ -222,5 +244,42 @@ int http2_stream_begin(struct http_req *q, int status, const struct http_header 
 int http2_stream_write(struct http_req *q, const void *p, size_t n);
 int http2_stream_end(struct http_req *q);
 size_t http2_queued(const struct http_req *q);
+
+/* ---- http_tls.c ---- */
+
+/* http_tls_ctx_new: the server's TLS settings: the certificate chain and private key (PEM
+ * files), TLS 1.2 at least, OpenSSL's default ciphers, no renegotiation, ALPN "h2" then
+ * "http/1.1". Returns 0 and *out, ERR_INVAL (a file does not load: err names it) or
+ * ERR_NOMEM. Freed with http_tls_ctx_free (NULL is a no-op). */
+int http_tls_ctx_new(const char *certfile, const char *keyfile, struct http_tls_ctx **out,
+                     char *err, size_t errlen);
+void http_tls_ctx_free(struct http_tls_ctx *x);
+
+/* http_tls_conn_init: makes c a TLS connection in the accepting state (c->in and c->out
+ * become its own plaintext buffers). Returns 0 or ERR_NOMEM. deinit frees it all. */
+int http_tls_conn_init(struct http_conn *c, struct http_tls_ctx *x);
+void http_tls_conn_deinit(struct http_conn *c);
+
+/* http_tls_read: moves the socket's input through OpenSSL (the handshake, then records
+ * decrypted into c->in until it holds HTTP_READ_HIGH_WATER bytes) and what OpenSSL answers
+ * to the socket's output. Returns 0, HTTP_TLS_CLOSED (the client sent close_notify: no more
+ * input), ERR_PARSE (a TLS error: the alert is queued, the connection must close) or
+ * ERR_NOMEM. */
+#define HTTP_TLS_CLOSED 1
+int http_tls_read(struct http_conn *c);
+
+/* http_tls_ready: whether the handshake is complete. http_tls_h2: whether ALPN chose h2. */
+bool http_tls_ready(const struct http_conn *c);
+bool http_tls_h2(const struct http_conn *c);
+
+/* http_tls_settle: the end of a connection callback: encrypts c->out into the socket's
+ * output (a bounded amount ahead of the socket), sends close_notify once a closing
+ * connection's plaintext is out, and kicks the connection when input waits for room in
+ * c->in. A failure sets c->want_close. */
+void http_tls_settle(struct http_conn *c);
+
+/* http_tls_pending: whether decrypting stopped because c->in was full (http_tls_read
+ * should run again once the protocol consumed it). */
+bool http_tls_pending(const struct http_conn *c);
 
 #endif

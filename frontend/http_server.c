@@ -1,6 +1,7 @@
 /*
  * http_server: the listener, connections, protocol sniffing, requests and the public API
- * of http.h. The protocols live in http1.c and http2.c; http_internal.h says who owns what.
+ * of http.h. The protocols live in http1.c and http2.c, TLS in http_tls.c; http_internal.h
+ * says who owns what.
  */
 #include "frontend/http.h"
 
@@ -26,10 +27,9 @@
 #include "common/log.h"
 #include "frontend/http_internal.h"
 
-#define READ_HIGH_WATER (1u << 20) /* input buffered before reading pauses */
-#define LINGER_MS 2000             /* after a final response: wait this long for EOF */
-#define GOAWAY_DELAY_MS 1000       /* drain: notice, then the real GOAWAY */
-#define ACCEPT_PAUSE_MS 100        /* accept failed (EMFILE): try again after this */
+#define LINGER_MS 2000       /* after a final response: wait this long for EOF */
+#define GOAWAY_DELAY_MS 1000 /* drain: notice, then the real GOAWAY */
+#define ACCEPT_PAUSE_MS 100  /* accept failed (EMFILE): try again after this */
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN 24
 
@@ -352,18 +352,43 @@ void http_conn_arm(struct http_conn *c, int ms)
     evtimer_add(c->ev_timer, &tv);
 }
 
+size_t http_conn_out_len(const struct http_conn *c)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    return c->tls ? n + evbuffer_get_length(c->out) : n;
+}
+
+/* conn_throttle: reading stops while the socket's input sits at its high-water mark (HTTP/1.1
+ * parsing waits for a response or for the output to drain; TLS waits for room in c->in) and
+ * goes on once it is below. Without this, libevent 2.1 runs the read callback again and
+ * again, spinning, while the input stays there. */
+static void conn_throttle(struct http_conn *c)
+{
+    bool full = evbuffer_get_length(bufferevent_get_input(c->bev)) >= HTTP_READ_HIGH_WATER;
+    if (full == c->read_paused)
+        return;
+    c->read_paused = full;
+    if (full)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
 /* conn_settle: the end of every connection callback: frees the connection or moves its
  * closing on (output written: shut the write side, linger for the client's EOF). */
 static void conn_settle(struct http_conn *c)
 {
+    if (c->tls && !c->want_close)
+        http_tls_settle(c); /* encrypt, close_notify, resume decrypting */
     if (c->want_close) {
         conn_free(c);
         return;
     }
+    conn_throttle(c);
     if (!c->closing || c->shut)
         return;
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+    if (http_conn_out_len(c) > 0) {
         if (!evtimer_pending(c->ev_timer, NULL)) /* a client that never reads */
             http_conn_arm(c, c->srv->cfg.idle_timeout_ms);
         return;
@@ -374,27 +399,28 @@ static void conn_settle(struct http_conn *c)
     http_conn_arm(c, LINGER_MS);
 }
 
-/* conn_sniff: decides the protocol from the first bytes. Returns false while undecided. */
+/* conn_sniff: decides the protocol from the first bytes (TLS: from ALPN once the handshake
+ * is complete). Returns false while undecided. */
 static bool conn_sniff(struct http_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t n = evbuffer_get_length(in);
-    size_t k = n < PREFACE_LEN ? n : PREFACE_LEN;
-    const unsigned char *p = evbuffer_pullup(in, (ssize_t)k);
-    if (!p) {
-        c->want_close = true;
-        return false;
-    }
-    int rv;
-    if (memcmp(p, PREFACE, k) != 0) {
-        c->proto = HTTP_PROTO_1;
-        rv = http1_conn_init(c);
-    } else if (k == PREFACE_LEN) {
-        c->proto = HTTP_PROTO_2;
-        rv = http2_conn_init(c);
+    if (c->tls) {
+        if (!http_tls_ready(c))
+            return false;
+        c->proto = http_tls_h2(c) ? HTTP_PROTO_2 : HTTP_PROTO_1; /* no ALPN: HTTP/1.1 */
     } else {
-        return false;
+        size_t n = evbuffer_get_length(c->in);
+        size_t k = n < PREFACE_LEN ? n : PREFACE_LEN;
+        const unsigned char *p = n ? evbuffer_pullup(c->in, (ssize_t)k) : NULL;
+        if (!p) {
+            c->want_close = n > 0;
+            return false;
+        }
+        bool h2 = memcmp(p, PREFACE, k) == 0;
+        if (h2 && k < PREFACE_LEN)
+            return false;
+        c->proto = h2 ? HTTP_PROTO_2 : HTTP_PROTO_1;
     }
+    int rv = c->proto == HTTP_PROTO_2 ? http2_conn_init(c) : http1_conn_init(c);
     if (rv != 0) {
         log_warn("conn %llu: out of memory", (unsigned long long)c->id);
         c->want_close = true;
@@ -403,18 +429,47 @@ static bool conn_sniff(struct http_conn *c)
     return true;
 }
 
-static void conn_on_read(struct bufferevent *bev, void *arg)
+/* conn_eof: the client will send nothing more. HTTP/1.1 with nothing pending: write what
+ * is queued, then close; otherwise close now. */
+static void conn_eof(struct http_conn *c)
 {
-    struct http_conn *c = arg;
+    if (c->shut || c->proto != HTTP_PROTO_1 || http1_conn_busy(c))
+        c->want_close = true;
+    else
+        c->closing = true;
+}
+
+/* conn_read: input arrived (or, with TLS, room for more decrypted input): runs the
+ * protocol over it. */
+static void conn_read(struct http_conn *c)
+{
+    int tls = 0;
     if (c->closing || c->want_close) {
-        struct evbuffer *in = bufferevent_get_input(bev);
+        struct evbuffer *in = bufferevent_get_input(c->bev);
         evbuffer_drain(in, evbuffer_get_length(in));
-    } else if (c->proto != HTTP_PROTO_SNIFF || conn_sniff(c)) {
+        return;
+    }
+    if (c->tls && (tls = http_tls_read(c)) < 0) {
+        c->closing = true; /* the TLS alert goes out, then the connection closes */
+        if (tls == ERR_NOMEM)
+            c->want_close = true;
+        return;
+    }
+    if (c->proto != HTTP_PROTO_SNIFF || conn_sniff(c)) {
         if (c->proto == HTTP_PROTO_1)
             http1_conn_process(c);
         else
             http2_conn_process(c);
     }
+    if (tls == HTTP_TLS_CLOSED && !c->want_close)
+        conn_eof(c); /* close_notify */
+}
+
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+    struct http_conn *c = arg;
+    (void)bev;
+    conn_read(c);
     conn_settle(c);
 }
 
@@ -433,15 +488,10 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct http_conn *c = arg;
     (void)bev;
-    if (what & BEV_EVENT_ERROR) {
+    if (what & BEV_EVENT_ERROR)
         c->want_close = true;
-    } else if (what & BEV_EVENT_EOF) {
-        /* HTTP/1.1 with nothing pending: write what is queued, then close. */
-        if (c->shut || c->proto != HTTP_PROTO_1 || http1_conn_busy(c))
-            c->want_close = true;
-        else
-            c->closing = true;
-    }
+    else if (what & BEV_EVENT_EOF)
+        conn_eof(c);
     conn_settle(c);
 }
 
@@ -462,6 +512,8 @@ static void conn_on_work(evutil_socket_t fd, short what, void *arg)
     struct http_conn *c = arg;
     (void)fd;
     (void)what;
+    if (http_tls_pending(c))
+        conn_read(c); /* TLS input waited for room in c->in */
     if (c->want_close || c->shut) {
         /* nothing: settle below */
     } else if (c->proto == HTTP_PROTO_1) {
@@ -469,7 +521,8 @@ static void conn_on_work(evutil_socket_t fd, short what, void *arg)
     } else if (c->proto == HTTP_PROTO_2) {
         if (!c->closing)
             http2_conn_work(c);
-    } else if (c->srv->draining && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+    } else if (c->srv->draining && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
+               evbuffer_get_length(c->in) == 0) {
         c->want_close = true; /* drained before its first byte */
     }
     conn_settle(c);
@@ -489,8 +542,12 @@ static int conn_new(struct http_server *s, evutil_socket_t fd)
     c->ev_timer = evtimer_new(s->base, conn_on_timer, c);
     if (!c->ev_work || !c->ev_timer)
         goto fail_events;
+    c->in = bufferevent_get_input(c->bev);
+    c->out = bufferevent_get_output(c->bev);
+    if (s->tls && http_tls_conn_init(c, s->tls) != 0)
+        goto fail_events;
     bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATER);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, HTTP_READ_HIGH_WATER);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->next = s->conns;
     if (s->conns)
@@ -527,6 +584,8 @@ static void conn_free(struct http_conn *c)
         http1_conn_deinit(c);
     else if (c->proto == HTTP_PROTO_2)
         http2_conn_deinit(c);
+    if (c->tls)
+        http_tls_conn_deinit(c);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -639,6 +698,10 @@ int http_server_new(struct event_base *base, const struct http_server_config *c,
                     struct http_server **out, char *err, size_t errlen)
 {
     int fd = c->listen_fd, rv = ERR_NOMEM;
+    if (!c->ssl_certfile != !c->ssl_keyfile) {
+        snprintf(err, errlen, "TLS needs both a certificate file and a key file");
+        return ERR_INVAL;
+    }
     if (!base || !config_valid(c)) {
         snprintf(err, errlen, "invalid HTTP server configuration");
         return ERR_INVAL;
@@ -648,6 +711,10 @@ int http_server_new(struct event_base *base, const struct http_server_config *c,
         goto fail_alloc;
     s->base = base;
     s->cfg = *c;
+    if (c->ssl_certfile &&
+        (rv = http_tls_ctx_new(c->ssl_certfile, c->ssl_keyfile, &s->tls, err, errlen)) != 0)
+        goto fail_tls;
+    rv = ERR_NOMEM;
     s->ev_abort = event_new(base, -1, 0, server_on_aborts, s);
     s->ev_goaway = evtimer_new(base, server_on_goaway, s);
     s->ev_accept = evtimer_new(base, server_on_accept_retry, s);
@@ -675,6 +742,8 @@ fail_events:
         event_free(s->ev_goaway);
     if (s->ev_accept)
         event_free(s->ev_accept);
+    http_tls_ctx_free(s->tls);
+fail_tls:
     free(s);
 fail_alloc:
     if (rv == ERR_NOMEM)
@@ -724,6 +793,7 @@ void http_server_free(struct http_server *s)
     event_free(s->ev_abort);
     event_free(s->ev_goaway);
     event_free(s->ev_accept);
+    http_tls_ctx_free(s->tls);
     free(s);
 }
 

@@ -1,6 +1,7 @@
 /*
  * http_test_server: the HTTP server of frontend/http.h with test routes, for
  * tests/frontend/test_http.py. Prints "listening on PORT" on stdout once it accepts.
+ * --ssl-certfile and --ssl-keyfile serve TLS (ALPN h2 and http/1.1) instead of cleartext.
  *
  *   POST /echo             the body back, with the request's content-type
  *   GET  /stream?n=K&ms=M  K SSE events "data: i\n\n", M ms apart, then the end
@@ -27,7 +28,7 @@
 #include "frontend/http.h"
 
 struct opts {
-    const char *host;
+    const char *host, *ssl_certfile, *ssl_keyfile;
     long long port, max_body, max_queued, max_headers, max_header_bytes, max_url_bytes;
     long long max_streams, header_timeout_ms, idle_timeout_ms, shutdown_timeout_ms;
     bool reuseport;
@@ -50,6 +51,10 @@ static const struct cfg_flag flags[] = {
     F("idle-timeout-ms", idle_timeout_ms, "75000", 1, 1e9, "idle connections close after"),
     F("shutdown-timeout-ms", shutdown_timeout_ms, "30000", 1, 1e9, "drain at most this long"),
     {"reuseport", CFG_BOOL, offsetof(struct opts, reuseport), NULL, 0, 0, NULL, "SO_REUSEPORT"},
+    {"ssl-certfile", CFG_STRING, offsetof(struct opts, ssl_certfile), NULL, 0, 0, NULL,
+     "TLS certificate chain (PEM)"},
+    {"ssl-keyfile", CFG_STRING, offsetof(struct opts, ssl_keyfile), NULL, 0, 0, NULL,
+     "TLS private key (PEM)"},
 };
 
 struct app {
@@ -262,6 +267,8 @@ static struct http_server_config make_config(const struct opts *o, struct app *a
     c.max_streams = (uint32_t)o->max_streams;
     c.header_timeout_ms = (int)o->header_timeout_ms;
     c.idle_timeout_ms = (int)o->idle_timeout_ms;
+    c.ssl_certfile = o->ssl_certfile;
+    c.ssl_keyfile = o->ssl_keyfile;
     c.handler = (struct http_handler){on_request, on_abort, format_error, a};
     return c;
 }

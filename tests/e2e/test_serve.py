@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -33,12 +34,12 @@ class Serve:
         self.proc = subprocess.Popen(cmd + list(flags), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
-        m = re.search(r"http://[^:]+:(\d+)/v1", line)
+        m = re.search(r"(https?)://[^:]+:(\d+)/v1", line)
         if not m:
             self.proc.kill()
             raise RuntimeError("kiln serve did not start: %r %s" % (line, self.proc.stderr.read()))
-        self.port = int(m.group(1))
-        self.base = "http://127.0.0.1:%d" % self.port
+        self.port = int(m.group(2))
+        self.base = "%s://127.0.0.1:%d" % (m.group(1), self.port)
         self.err = []
         threading.Thread(target=self._drain_stderr, daemon=True).start()
 
@@ -569,5 +570,29 @@ def test_per_request_chat_template_needs_trust():
         c = s.client().chat.completions.create(model=NAME, messages=g["messages"], max_tokens=4,
                                                temperature=0, extra_body={"chat_template": tpl})
         assert c.usage.prompt_tokens == len(r["tokens"])
+    finally:
+        assert s.stop() == 0
+
+
+def test_tls_with_alpn(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    s = Serve("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    try:
+        assert s.base.startswith("https://")
+        g = golden("golden_prompt_once_upon_a_time.json")
+        c = s.client(http_client=httpx.Client(verify=ssl.create_default_context(cafile=str(cert))))
+        r = c.completions.create(model=NAME, prompt=g["prompt"], temperature=0,
+                                 max_tokens=g["max_new_tokens"])
+        assert r.choices[0].text == g["generated_text"]
+        with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(cert))) as h2:
+            r = h2.post(s.base + "/v1/completions", json={"model": NAME, "prompt": g["prompt"],
+                                                          "temperature": 0, "max_tokens": 64})
+            assert r.http_version == "HTTP/2"  # negotiated by ALPN
+            assert r.json()["choices"][0]["text"] == g["generated_text"]
+        with pytest.raises(httpx.TransportError):
+            httpx.get(s.base.replace("https", "http") + "/health")
     finally:
         assert s.stop() == 0

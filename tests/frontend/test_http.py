@@ -1,13 +1,17 @@
 """The HTTP server (frontend/http.h) through tests/e2e/http_test_server: real sockets and real
-clients (httpx over HTTP/1.1 and HTTP/2, curl, h2load, the h2/hpack libraries, raw bytes).
+clients (httpx over HTTP/1.1 and HTTP/2, curl, h2load, the h2/hpack libraries, raw bytes), in
+cleartext and over TLS (a self-signed certificate made with the openssl command at test time).
 Binaries come from $KILN_BUILD (default "build") under the repository root."""
 import concurrent.futures
+import inspect
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -24,6 +28,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("KILN_BUILD", "build"))
 SERVER = os.path.join(BUILD, "tests", "e2e", "http_test_server")
+ASAN = "asan" in os.path.basename(BUILD)  # its quarantine keeps freed memory resident
 SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehavior")
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -39,7 +44,8 @@ class Server:
         m = re.match(r"listening on (\d+)", line)
         assert m, "server did not start: %r %s" % (line, self.stderr())
         self.port = int(m.group(1))
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.tls = "--ssl-certfile" in flags
+        self.url = "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     def stderr(self):
         self.log.flush()
@@ -47,7 +53,7 @@ class Server:
         return self.log.read()
 
     def stats(self):
-        with httpx.Client() as c:
+        with httpx.Client(verify=False) as c:
             return c.get(self.url + "/stats", timeout=5).json()
 
     def wait_stats(self, pred, timeout=2.0):
@@ -94,9 +100,26 @@ def server(start):
 
 # ---- raw HTTP/1.1 helpers ----
 
-def connect(srv, timeout=5.0):
-    s = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+def tls_client_context(alpn=("http/1.1",)):
+    """A client context that trusts anything (the certificate is checked in test_tls_httpx)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def connect(srv, timeout=5.0, alpn=("http/1.1",), rcvbuf=None):
+    """A connected socket; over TLS once the handshake is done (ALPN: alpn)."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", srv.port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if getattr(srv, "tls", False):
+        s = tls_client_context(alpn).wrap_socket(s)
     return s
 
 
@@ -143,6 +166,8 @@ def closed(sock, timeout=3.0):
         return True
     except socket.timeout:
         return False
+    except ssl.SSLError:  # TLS: the connection ended without close_notify
+        return True
     return False
 
 
@@ -158,7 +183,7 @@ class H2Raw:
     """Frames by hand (for what h2 refuses to do): preface, HEADERS, reading frames."""
 
     def __init__(self, srv, settings=b""):
-        self.sock = connect(srv)
+        self.sock = connect(srv, alpn=("h2",))
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.buf = b""
@@ -207,7 +232,7 @@ class H2Raw:
 
 
 def h2_client(srv, window=None):
-    sock = connect(srv)
+    sock = connect(srv, alpn=("h2",))
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     if window:
@@ -312,6 +337,57 @@ def test_h1_pipelined_backpressure(start):
         assert st == 200 and b == body, i
     sender.join()
     assert rss_kb(srv.proc.pid) - base < 32 * 1024
+
+
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+def test_h1_pipelined_reader_stalls_no_spin(start):
+    """A client pipelines 20 MB of requests (more than the kernel's buffers hold) and reads
+    nothing for a second: the server stops reading and parsing without spinning on its full
+    input (libevent 2.1 calls the read callback again and again while the input sits at its
+    high-water mark), then every answer comes back, in order, memory bounded."""
+    srv = start("--max-queued", "65536")
+    n, body = 2000, b"p" * 10000
+    req = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n" + body
+    s = connect(srv, timeout=30, rcvbuf=32768)
+    s.sendall(req)
+    first = b""
+    while b"\r\n\r\n" not in first:
+        first += s.recv(65536)
+    one = first.index(b"\r\n\r\n") + 4 + len(body)  # the size of every answer
+    while len(first) < one:
+        first += s.recv(65536)
+    data, sent, got = req * n, 0, bytearray()
+    s.setblocking(False)
+    base = rss_kb(srv.proc.pid)
+    t0 = time.time()
+    while time.time() - t0 < 1.0:  # send only, until the server stops taking more
+        select.select([], [s], [], 0.1)
+        try:
+            sent += s.send(data[sent:sent + 16384])
+        except WOULD_BLOCK:
+            pass
+    cpu0 = cpu_seconds(srv.proc.pid)
+    time.sleep(1.0)
+    spun = cpu_seconds(srv.proc.pid) - cpu0
+    grown = rss_kb(srv.proc.pid) - base
+    while len(got) < n * one and time.time() - t0 < 120:
+        r, w, _ = select.select([s], [s] if sent < len(data) else [], [], 1)
+        if w:
+            try:
+                sent += s.send(data[sent:sent + 16384])
+            except WOULD_BLOCK:
+                pass
+        while r or getattr(s, "pending", lambda: 0)():
+            try:
+                got += s.recv(1 << 20)
+            except WOULD_BLOCK:
+                break
+            r = None
+    assert sent == len(data) and len(got) == n * one, (sent, len(got))
+    assert got.count(b"HTTP/1.1 200 OK") == n and got.count(body) == n
+    assert spun < 0.3 and grown < (96 if ASAN else 32) * 1024, (spun, grown)
 
 
 def test_h1_chunked_request_body(server):
@@ -882,5 +958,214 @@ def test_fuzz_h2_frames(server):
         n += 1
     s = server.wait_stats(lambda s: s["n_conns"] == 1 and s["n_requests"] == 1, timeout=5)
     assert s["n_conns"] == 1 and s["n_requests"] == 1, s
-    with httpx.Client(http2=True, http1=False) as c:
+    with httpx.Client(http2=True, http1=False, verify=False) as c:
         assert c.get(server.url + "/stats").status_code == 200
+
+
+# ---- TLS ----
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A self-signed certificate for localhost and 127.0.0.1: (certfile, keyfile)."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.fixture
+def tls_start(start, certs):
+    def run(*flags):
+        return start("--ssl-certfile", certs[0], "--ssl-keyfile", certs[1], *flags)
+    return run
+
+
+@pytest.fixture
+def tls_server(tls_start):
+    return tls_start()
+
+
+# The tests above that speak through connect(), H2Raw and h2_client, run again over TLS:
+# limits, timeouts, disconnects, slow readers, drain and garbage behave the same there.
+OVER_TLS = [test_h1_pipelined_in_order, test_h1_pipelined_reader_stalls_no_spin,
+            test_h1_connection_close_and_http10,
+            test_h1_head_has_no_body, test_h1_header_limits_431, test_h1_url_too_long_414,
+            test_h1_malformed_400_then_close, test_h1_expect_100_continue, test_h1_header_timeout,
+            test_h1_idle_timeout, test_h2_settings_advertised, test_h2_rst_stream_aborts,
+            test_h2_header_list_too_large, test_h2_error_budget_goaway_enhance_your_calm,
+            test_h2_idle_timeout_goaway, test_h1_disconnect_mid_stream_aborts,
+            test_h2_disconnect_mid_stream_aborts, test_h2_slow_reader_aborted, test_drain_h1,
+            test_drain_h2, test_shutdown_timeout_aborts_the_rest, test_h2_head_stream,
+            test_fuzz_h1_garbage, test_fuzz_h2_frames]
+
+
+@pytest.mark.parametrize("body", OVER_TLS, ids=lambda f: f.__name__[5:])
+def test_tls_same_as_cleartext(body, tls_start):
+    if "start" in inspect.signature(body).parameters:
+        body(tls_start)
+    else:
+        body(tls_start())
+
+
+def test_tls_httpx_h1_and_h2(tls_server, certs):
+    verify = ssl.create_default_context(cafile=certs[0])  # the certificate checks out
+    with httpx.Client(verify=verify) as c:
+        r = c.post(tls_server.url + "/echo", content=b"tls h1", headers={"content-type": "a/b"})
+        assert r.http_version == "HTTP/1.1" and r.content == b"tls h1"
+        assert r.headers["content-type"] == "a/b"
+    with httpx.Client(verify=verify, http2=True, http1=False) as c:
+        r = c.post(tls_server.url + "/echo", content=b"tls h2")
+        assert r.http_version == "HTTP/2" and r.content == b"tls h2"
+        big = os.urandom(3 << 20)  # records and frames split anywhere
+        r = c.post(tls_server.url + "/echo", content=big)
+        assert r.status_code == 200 and r.content == big
+        assert c.get(tls_server.url + "/missing").status_code == 404
+    with httpx.Client(verify=False, http2=True) as c:  # offers both: h2 wins
+        assert c.get(tls_server.url + "/stats").http_version == "HTTP/2"
+
+
+def test_tls_curl_negotiates(tls_server):
+    for flag, version in (("--http2", "2"), ("--http1.1", "1.1")):
+        out = subprocess.run(["curl", "-sk", flag, "-d", "curl tls", "-w", " %{http_version}",
+                              tls_server.url + "/echo"], capture_output=True, timeout=30)
+        assert out.stdout == b"curl tls " + version.encode(), out
+        out = subprocess.run(["curl", "-skN", flag, tls_server.url + "/stream?n=4&ms=5"],
+                             capture_output=True, timeout=30)
+        assert out.stdout == b"".join(b"data: %d\n\n" % i for i in range(4))
+
+
+def test_tls_h2load(tls_server):
+    out = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "10", tls_server.url + "/stats"],
+                         capture_output=True, text=True, timeout=120)
+    assert "Application protocol: h2" in out.stdout, out.stdout
+    assert "200 succeeded" in out.stdout and "200 2xx" in out.stdout, out.stdout
+    out = subprocess.run(["h2load", "-n", "200", "-c", "2", "-m", "10", "-d", __file__,
+                          tls_server.url + "/echo"], capture_output=True, text=True, timeout=120)
+    assert "200 succeeded" in out.stdout and "200 2xx" in out.stdout, out.stdout
+
+
+def test_tls_alpn_choices(tls_server):
+    for alpn, proto in ((("h2", "http/1.1"), "h2"), (("http/1.1",), "http/1.1"), ((), None),
+                        (("spdy/3",), None)):
+        s = connect(tls_server, alpn=alpn)
+        assert s.selected_alpn_protocol() == proto
+        if proto != "h2":  # no ALPN, or nothing in common: HTTP/1.1
+            s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s.makefile("rb"))[0] == 200
+        s.close()
+    s = connect(tls_server, alpn=())  # no ALPN: the HTTP/2 preface is not HTTP/2 here
+    s.sendall(PREFACE)
+    st, h, body = read_response(s.makefile("rb"))
+    assert st >= 400 and h["connection"] == "close"
+
+
+def test_tls_versions(tls_server):
+    ctx = tls_client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_server.port), 10)) as s:
+        assert s.version() == "TLSv1.2"
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(s.makefile("rb"))[0] == 200
+    with connect(tls_server) as s:
+        assert s.version() == "TLSv1.3"
+    out = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % tls_server.port,
+                          "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"], input=b"",
+                         capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"alert protocol version" in out.stderr, out.stderr
+
+
+def test_tls_no_renegotiation(tls_server):
+    """A client's renegotiation (TLS 1.2) is refused; the connection goes on or ends, the
+    server does not handshake again."""
+    out = subprocess.run(["sh", "-c", "(echo R; sleep 2) | openssl s_client -connect "
+                          "127.0.0.1:%d -tls1_2" % tls_server.port], capture_output=True,
+                         timeout=30)
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    assert "RENEGOTIATING" in text and "no renegotiation" in text, text[-2000:]
+    assert tls_server.stats()["n_conns"] == 1
+
+
+def test_tls_stream_incremental(tls_server):
+    for kw in ({}, {"http2": True, "http1": False}):
+        with httpx.Client(verify=False, **kw) as c:
+            t0 = time.time()
+            with c.stream("GET", tls_server.url + "/stream?n=3&ms=400") as r:
+                chunks = [(time.time() - t0, ch) for ch in r.iter_raw()]
+        assert chunks[0][0] < 0.35 and chunks[-1][0] > 0.75, (kw, chunks)
+        assert b"".join(c for _, c in chunks) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def test_tls_handshake_timeout(tls_start):
+    srv = tls_start("--header-timeout-ms", "300")
+    out = ssl.MemoryBIO()
+    client = tls_client_context().wrap_bio(ssl.MemoryBIO(), out)
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    hello = out.read()
+    for data in (b"", hello[:40], hello):  # nothing, half a ClientHello, no client Finished
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(data)
+        t0 = time.time()
+        assert closed(s, 5) and time.time() - t0 < 3, data[:8]
+    assert srv.wait_stats(lambda st: st["n_conns"] == 1)["n_conns"] == 1
+
+
+def test_tls_garbage_on_the_port(tls_server):
+    rnd = random.Random(3)
+    payloads = [b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n", PREFACE + H2Raw.frame(4, 0, 0, b""),
+                b"\x16\x03\x01\x00\x05hello", b"\x16\x03\x03\xff\xff" + b"a" * 100]
+    payloads += [bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 3000)))
+                 for _ in range(40)]
+    for data in payloads:
+        s = socket.create_connection(("127.0.0.1", tls_server.port), timeout=5)
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        assert closed(s, 5), data[:16]
+        s.close()
+    out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "http://127.0.0.1:%d/stats"
+                          % tls_server.port], capture_output=True, timeout=30)
+    assert out.returncode != 0 and b"completed" not in out.stdout  # no cleartext h2 here
+    s = tls_server.wait_stats(lambda st: st["n_conns"] == 1 and st["n_requests"] == 1, 10)
+    assert s["n_conns"] == 1 and s["n_requests"] == 1, s
+
+
+def test_tls_bad_files_fail_at_start(certs, tmp_path):
+    cert, key = certs
+    other = tmp_path / "other.pem"
+    other.write_text("not a PEM file\n")
+    for args, named in ((["--ssl-certfile", "/no/such/cert.pem", "--ssl-keyfile", key],
+                         "/no/such/cert.pem"),
+                        (["--ssl-certfile", cert, "--ssl-keyfile", "/no/such/key.pem"],
+                         "/no/such/key.pem"),
+                        (["--ssl-certfile", str(other), "--ssl-keyfile", key], str(other)),
+                        (["--ssl-certfile", cert, "--ssl-keyfile", str(other)], str(other)),
+                        (["--ssl-certfile", cert], "both")):
+        out = subprocess.run([SERVER, *args], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "listening" not in out.stdout, out
+        assert named in out.stderr, out.stderr
+
+
+def test_tls_h1_slow_reader_aborted_memory_bounded(tls_start):
+    srv = tls_start("--max-queued", "262144")
+    base = rss_kb(srv.proc.pid)
+    before = srv.stats()["aborted"]
+    socks = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", srv.port))
+        s = tls_client_context().wrap_socket(s)
+        s.sendall(b"GET /slow?ms=1&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(s)  # never read
+    st = srv.wait_stats(lambda st: st["aborted"] >= before + 4, timeout=20)
+    assert st["aborted"] == before + 4
+    assert rss_kb(srv.proc.pid) - base < 64 * 1024
+    for s in socks:
+        assert closed(s, 10)
