@@ -18,7 +18,7 @@
 struct fe_opts {
     const char *model, *names, *host, *engines, *api_key, *origins, *chat_template, *log_level,
         *certfile, *keyfile;
-    long long port, listen_fd, max_logprobs, shutdown_timeout;
+    long long port, listen_fd, max_logprobs, shutdown_timeout, max_in_flight;
     bool trust_template;
     int metrics_compat; /* 0 none, 1 vllm */
 };
@@ -48,6 +48,8 @@ static const struct cfg_flag fe_flags[] = {
     F("trust-request-chat-template", CFG_BOOL, trust_template, "false", 1, 0, NULL,
       "allow a per-request chat_template"),
     F("max-logprobs", CFG_INT, max_logprobs, "20", 0, 20, NULL, "top logprobs at most"),
+    F("max-in-flight", CFG_INT, max_in_flight, "4096", 1, 1 << 20, NULL,
+      "completions and chats in flight at once; more get 503 with Retry-After"),
     F("shutdown-timeout", CFG_INT, shutdown_timeout, "30", 0, 3600, NULL,
       "seconds in-flight requests may finish after SIGTERM"),
     F("metrics-compat", CFG_ENUM, metrics_compat, "none", 1, 0, "none|vllm",
@@ -100,6 +102,7 @@ static int to_config(const struct fe_opts *o, struct frontend_config *c, char *s
     c->chat_template = o->chat_template;
     c->trust_request_chat_template = o->trust_template;
     c->max_logprobs = (int)o->max_logprobs;
+    c->max_in_flight = (int)o->max_in_flight;
     c->shutdown_timeout_ms = (int)o->shutdown_timeout * 1000;
     c->metrics_vllm_compat = o->metrics_compat == 1;
     c->ready_fd_note = "kiln frontend: listening on";

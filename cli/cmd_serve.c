@@ -35,7 +35,7 @@ struct serve_opts {
     const char *model, *names, *host, *api_key, *kv_cache_memory, *chat_template, *origins,
         *log_level, *tool_parser, *certfile, *keyfile;
     long long port, frontends, tp, max_model_len, block_size, max_num_seqs,
-        max_num_batched_tokens, seed, max_logprobs, shutdown_timeout, threads;
+        max_num_batched_tokens, seed, max_logprobs, shutdown_timeout, threads, max_in_flight;
     int load_format, device, dtype, metrics_compat;
     bool prefix_caching, trust_template, auto_tool;
 };
@@ -71,6 +71,8 @@ static const struct cfg_flag serve_flags[] = {
       "reuse cached prompt prefixes"),
     F("seed", CFG_INT, seed, "-1", -1, 9e18, NULL, "engine seed (-1: random)"),
     F("max-logprobs", CFG_INT, max_logprobs, "20", 0, 20, NULL, "top logprobs at most"),
+    F("max-in-flight", CFG_INT, max_in_flight, "4096", 1, 1 << 20, NULL,
+      "requests in flight per frontend; more get 503 with Retry-After"),
     F("chat-template", CFG_STRING, chat_template, NULL, 1, 0, NULL, "a chat template file"),
     F("trust-request-chat-template", CFG_BOOL, trust_template, "false", 1, 0, NULL,
       "allow a per-request chat_template"),
@@ -183,6 +185,7 @@ static void frontend_argv(struct serve *s, const char **a)
     a[k++] = "--engine", a[k++] = s->addr, a[k++] = "--listen-fd", a[k++] = s->fd_arg;
     a[k++] = "--served-model-name", a[k++] = o->names ? o->names : o->model;
     a[k++] = "--max-logprobs", a[k++] = num(s, 7, o->max_logprobs);
+    a[k++] = "--max-in-flight", a[k++] = num(s, 9, o->max_in_flight);
     a[k++] = "--shutdown-timeout", a[k++] = num(s, 8, o->shutdown_timeout);
     a[k++] = "--metrics-compat", a[k++] = o->metrics_compat ? "vllm" : "none";
     a[k++] = "--log-level", a[k++] = o->log_level;

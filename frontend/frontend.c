@@ -22,6 +22,7 @@ struct frontend_config frontend_config_default(void)
                                     .port = 8000,
                                     .listen_fd = -1,
                                     .max_logprobs = 20,
+                                    .max_in_flight = 4096,
                                     .shutdown_timeout_ms = 30000,
                                     .ready_fd_note = ""};
 }

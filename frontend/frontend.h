@@ -39,6 +39,7 @@ struct frontend_config {
     const char *chat_template;     /* a template file instead of tokenizer_config.json's */
     bool trust_request_chat_template;
     int max_logprobs;        /* top_logprobs / logprobs cap (20) */
+    int max_in_flight;       /* completions and chats at once; past it 503 + Retry-After */
     int shutdown_timeout_ms; /* drain budget for in-flight requests */
     bool metrics_vllm_compat;
     const char *ready_fd_note; /* printed on stdout once listening ("" for nothing) */

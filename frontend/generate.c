@@ -480,6 +480,12 @@ void gen_start(struct fe *fe, struct http_request *r, enum oai_kind kind)
         routes_respond_error(fe, r, &e);
         return;
     }
+    if (fe->n_live >= (size_t)fe->cfg.max_in_flight) { /* admission control: shed, never queue */
+        oai_error_set(&e, 503, NULL, "the server is overloaded (%d requests in flight); retry",
+                      fe->cfg.max_in_flight);
+        routes_respond_error(fe, r, &e);
+        return;
+    }
     if (!engine_link_limits(fe->link)) {
         oai_error_set(&e, 503, NULL, "no engine is ready; retry shortly");
         routes_respond_error(fe, r, &e);

@@ -596,3 +596,30 @@ def test_tls_with_alpn(tmp_path):
             httpx.get(s.base.replace("https", "http") + "/health")
     finally:
         assert s.stop() == 0
+
+
+def test_admission_control_sheds_with_503_and_retry_after():
+    s = Serve("--max-in-flight", "2")
+    try:
+        c = s.client()
+        streams = [c.completions.create(model=NAME, prompt="Once", max_tokens=500, n=64,
+                                        temperature=1.0, stream=True,
+                                        extra_body={"ignore_eos": True}) for _ in range(2)]
+        for st in streams:
+            next(iter(st))
+        r = httpx.post(s.base + "/v1/completions", json={"model": NAME, "prompt": "x",
+                                                         "max_tokens": 2})
+        assert r.status_code == 503 and r.json()["error"]["type"] == "ServiceUnavailableError"
+        assert 1 <= int(r.headers["retry-after"]) <= 10
+        for st in streams:
+            st.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = httpx.post(s.base + "/v1/completions", json={"model": NAME, "prompt": "x",
+                                                             "max_tokens": 2})
+            if r.status_code == 200:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200
+    finally:
+        assert s.stop() == 0
