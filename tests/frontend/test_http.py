@@ -2,7 +2,6 @@
 clients (httpx over HTTP/1.1 and HTTP/2, curl, h2load, the h2/hpack libraries, raw bytes), in
 cleartext and over TLS (a self-signed certificate made with the openssl command at test time).
 Binaries come from $KILN_BUILD (default "build") under the repository root."""
-import concurrent.futures
 import inspect
 import json
 import os
@@ -595,17 +594,21 @@ def test_h2load_100_streams_one_connection(server):
 
 
 def test_h2_many_concurrent_httpx(server):
-    with httpx.Client(http2=True, http1=False, timeout=30,
-                      limits=httpx.Limits(max_connections=1)) as c:
-        def one(i):
-            if i % 2:
-                r = c.get(server.url + "/stream?n=3&ms=20")
-                return r.status_code, r.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
-            r = c.post(server.url + "/echo", content=b"%d" % i)
-            return r.status_code, r.content == b"%d" % i
+    # asyncio, not threads: httpcore's HTTP/2 connection shared by 100 threads races on its
+    # own stream ids (h2's StreamIDTooLowError), a client bug that is not ours to test
+    import asyncio
 
-        with concurrent.futures.ThreadPoolExecutor(100) as ex:
-            res = list(ex.map(one, range(300)))
+    async def run():
+        async with httpx.AsyncClient(http2=True, http1=False, timeout=30,
+                                     limits=httpx.Limits(max_connections=1)) as c:
+            async def one(i):
+                if i % 2:
+                    r = await c.get(server.url + "/stream?n=3&ms=20")
+                    return r.status_code, r.content == b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+                r = await c.post(server.url + "/echo", content=b"%d" % i)
+                return r.status_code, r.content == b"%d" % i
+            return await asyncio.gather(*[one(i) for i in range(300)])
+    res = asyncio.run(run())
     assert res == [(200, True)] * 300
     assert server.stats()["completed"] >= 300
 
