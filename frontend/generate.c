@@ -104,10 +104,10 @@ static void finish(struct gen *g)
         fail_status(g, 500, "cannot build the response");
         return;
     }
-    const char *f0 = g->n_choices ? g->choices[0].finish : "stop";
-    done_metrics(g, strcmp(f0, "length") == 0  ? METRICS_FINISH_LENGTH
-                    : strcmp(f0, "abort") == 0 ? METRICS_FINISH_ABORT
-                                               : METRICS_FINISH_STOP);
+    enum oai_finish f0 = g->n_choices ? g->choices[0].finish : OAI_FINISH_STOP;
+    done_metrics(g, f0 == OAI_FINISH_LENGTH  ? METRICS_FINISH_LENGTH
+                    : f0 == OAI_FINISH_ABORT ? METRICS_FINISH_ABORT
+                                             : METRICS_FINISH_STOP);
     if (r) /* as in fail: an on_abort after our last call must not find g */
         r->user = NULL;
     if (r && g->streaming) {
@@ -124,7 +124,8 @@ static void finish(struct gen *g)
 }
 
 /* choice_end: choice c ended with finish reason why (text flushed, stop reason set). */
-static void choice_end(struct gen *g, struct gen_prompt *p, struct gen_choice *c, const char *why)
+static void choice_end(struct gen *g, struct gen_prompt *p, struct gen_choice *c,
+                       enum oai_finish why)
 {
     c->done = true;
     c->finish = why;
@@ -205,13 +206,13 @@ static int choice_tokens(struct gen *g, struct gen_prompt *p, struct gen_choice 
         return rc;
     if (c->ts.stopped) {
         c->stop_string = true;
-        choice_end(g, p, c, "stop");
+        choice_end(g, p, c, OAI_FINISH_STOP);
     } else if (s->finish) {
         c->stop_token = s->finish == WIRE_FINISH_STOP ? s->stop_reason : -1;
         choice_end(g, p, c,
-                   s->finish == WIRE_FINISH_STOP     ? "stop"
-                   : s->finish == WIRE_FINISH_LENGTH ? "length"
-                                                     : "abort");
+                   s->finish == WIRE_FINISH_STOP     ? OAI_FINISH_STOP
+                   : s->finish == WIRE_FINISH_LENGTH ? OAI_FINISH_LENGTH
+                                                     : OAI_FINISH_ABORT);
     }
     return g->streaming ? gen_out_delta(g, c) : 0;
 }

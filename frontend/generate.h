@@ -47,7 +47,7 @@ struct gen_choice {
     size_t chars_sent;    /* streaming: code points of text already sent (text_offset) */
     bool done;
     uint64_t t_last_ms;   /* when its last tokens arrived (inter-token latency) */
-    const char *finish;   /* "stop", "length", "abort" */
+    enum oai_finish finish; /* OAI_FINISH_NONE until done */
     int32_t stop_token;   /* stop_reason as a token id, or -1 */
     bool stop_string;     /* stop_reason is ts.stop[ts.stop_index] */
 };

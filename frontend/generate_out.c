@@ -85,15 +85,6 @@ static int logprobs_of(const struct gen *g, const struct gen_lp *v, int32_t prev
     return 0;
 }
 
-static enum oai_finish finish_of(const struct gen_choice *c)
-{
-    if (!c->done)
-        return OAI_FINISH_NONE;
-    return strcmp(c->finish, "stop") == 0     ? OAI_FINISH_STOP
-           : strcmp(c->finish, "length") == 0 ? OAI_FINISH_LENGTH
-                                              : OAI_FINISH_ABORT;
-}
-
 static struct oai_stop_reason stop_of(const struct gen_choice *c)
 {
     if (c->stop_string && c->ts.stop_index >= 0) {
@@ -111,7 +102,7 @@ static int choice_of(const struct gen *g, const struct gen_choice *c, struct str
 {
     *o = (struct oai_choice){.index = c->index,
                              .text = t,
-                             .finish = finish_of(c),
+                             .finish = c->finish,
                              .stop = stop_of(c),
                              .has_token_ids = g->q.return_token_ids,
                              .token_ids = c->ids.v + from,
@@ -309,7 +300,9 @@ int gen_out_delta(struct gen *g, struct gen_choice *c)
     arena_init(&a, OUT_ARENA_LIMIT, 1 << 12);
     struct oai_choice o;
     struct oai_resp_ctx ctx = ctx_of(g);
-    struct oai_usage u = usage_of(g);
+    struct oai_usage u; /* summed over every choice: only when each chunk carries it */
+    if (g->q.continuous_usage_stats)
+        u = usage_of(g);
     size_t ids_from = c->ids_sent;
     int rc = choice_of(g, c, (struct str){c->text.p, c->text.n}, from, to, c->chars_sent, &a, &o);
     if (!g->q.return_token_ids)
