@@ -4,6 +4,7 @@
 #   make test            build and run every test; last line "N passed, N failed"
 #   make SAN=address test  the same under ASan+UBSan, in build-asan/
 #   make bench           run the benchmarks
+#   make bench-serve     kiln serve against llama.cpp's server, vLLM's serving metrics
 #   make fuzz            build the libFuzzer drivers (clang) and run each for FUZZ_SECONDS
 #   WERROR=1             turn warnings into errors (CI sets it)
 
@@ -32,7 +33,7 @@ ifeq ($(WERROR),1)
   WARN += -Werror
 endif
 
-PKGS    := jansson libpcre2-8 libutf8proc libzmq libevent libnghttp2 openssl
+PKGS    := jansson libpcre2-8 libutf8proc libzmq libevent libevent_openssl libnghttp2 openssl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
                 echo -ljansson -lpcre2-8 -lutf8proc -lzmq -levent -lnghttp2 -lssl -lcrypto) \
@@ -64,6 +65,11 @@ FRONTEND_SRC := $(sort $(wildcard frontend/*.c))
 FRONTEND_OBJ := $(FRONTEND_SRC:%.c=$(BUILD)/%.o)
 FRONTEND_LIB := $(BUILD)/libkiln_frontend.a
 
+# the serving benchmark (kiln bench serve): load generator, datasets, metrics
+BENCHLIB_SRC := $(sort $(wildcard bench/*.c))
+BENCHLIB_OBJ := $(BENCHLIB_SRC:%.c=$(BUILD)/%.o)
+BENCHLIB_LIB := $(BUILD)/libkiln_bench.a
+
 CLI_SRC := $(sort $(wildcard cli/*.c))
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 
@@ -76,6 +82,10 @@ WTEST_SRC  := $(sort $(wildcard tests/worker/test_*.c))
 WTEST_BINS := $(WTEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FTEST_SRC  := $(sort $(wildcard tests/frontend/test_*.c))
 FTEST_BINS := $(FTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BTEST_SRC  := $(sort $(wildcard tests/benchserve/test_*.c))
+BTEST_BINS := $(BTEST_SRC:tests/%.c=$(BUILD)/tests/%)
+# tools the benchmark's Python tests drive (not tests themselves)
+BTOOL_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/benchserve/tool_*.c))
 # programs the end-to-end tests start (not tests themselves)
 E2E_TOOLS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/e2e/*.c))
 # tools the Python model tests drive (not tests themselves)
@@ -88,16 +98,16 @@ FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BUILD := build-fuzz
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
-.PHONY: all test bench fuzz fuzz-build clean print-nvcc run deps
+.PHONY: all test bench bench-serve fuzz fuzz-build clean print-nvcc run deps
 all: deps $(BUILD)/kiln $(TEST_BINS) $(TTEST_BINS) $(WTEST_BINS) $(FTEST_BINS) $(MODEL_TOOLS) \
-     $(E2E_TOOLS) $(BENCH_BINS)
+     $(E2E_TOOLS) $(BENCH_BINS) $(BTEST_BINS) $(BTOOL_BINS)
 
 # deps: installs the Debian and PyPI dependencies once, when they are missing.
 DEPS_STAMP := $(BUILD)/.deps-ok
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP):
 	@pkg-config --exists $(PKGS) && test -e /usr/include/http_parser.h && \
-	    python3 -c "import tokenizers, jinja2, numpy, pytest, zmq, openai, httpx, h2, prometheus_client" 2>/dev/null || \
+	    python3 -c "import tokenizers, jinja2, numpy, pytest, zmq, openai, httpx, h2, prometheus_client, gguf" 2>/dev/null || \
 	    .ci/install-deps
 	@mkdir -p $(BUILD) && touch $@
 
@@ -125,7 +135,16 @@ $(FRONTEND_LIB): $(FRONTEND_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kiln: $(CLI_OBJ) $(FRONTEND_LIB) $(WORKER_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
+$(BENCHLIB_LIB): $(BENCHLIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(CLI_OBJ) $(BENCHLIB_LIB) $(FRONTEND_LIB) $(WORKER_LIB) $(TEMPLATES_LIB) \
+               $(COMMON_LIB)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/benchserve/%: $(BUILD)/tests/benchserve/%.o $(BENCHLIB_LIB) $(COMMON_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/frontend/%: $(BUILD)/tests/frontend/%.o $(FRONTEND_LIB) $(TEMPLATES_LIB) $(COMMON_LIB)
@@ -161,6 +180,10 @@ test: all
 
 bench: all
 	KILN_FIXTURES=$(FIXTURES) KILN_BUILD=$(BUILD) tests/bench/run_bench.sh $(BUILD)
+
+# bench-serve: kiln serve against llama.cpp's llama-server, side by side (builds the peer once)
+bench-serve: all
+	KILN_FIXTURES=$(FIXTURES) KILN_BUILD=$(BUILD) tests/bench/bench_serve.sh $(BUILD)
 
 # libFuzzer drivers: clang, ASan+UBSan, linked with the common sources built for fuzzing.
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -I. $(PKG_CFLAGS) \

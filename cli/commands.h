@@ -18,5 +18,6 @@ int cmd_generate(int argc, char **argv);
 int cmd_engine(int argc, char **argv);
 int cmd_frontend(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ static const struct cli_command commands[] = {
     {"generate", "run a model offline on the CPU: --model DIR --prompt TEXT", cmd_generate},
     {"engine", "serve a model to frontends over ZeroMQ: --model DIR [--addr ipc://...]",
      cmd_engine},
+    {"bench", "benchmark a server: bench serve --tokenizer DIR --base-url URL [flags]",
+     cmd_bench},
 };
 
 static void usage(FILE *out)

@@ -186,6 +186,12 @@ static int choice_tokens(struct gen *g, struct gen_prompt *p, struct gen_choice 
 {
     if (c->done)
         return 0; /* ended by a stop string while the engine went on */
+    if (g->streaming && !g->opened) {
+        g->opened = true;
+        int rc = gen_out_begin(g);
+        if (rc)
+            return rc;
+    }
     if (g->streaming)
         buf_reset(&c->text);
     uint32_t n = s->n_ids;
@@ -544,10 +550,5 @@ void gen_start(struct fe *fe, struct http_request *r, enum oai_kind kind)
             return;
         }
         g->begun = true;
-        if (gen_out_begin(g)) {
-            fail_status(g, 500, "cannot start the stream");
-            return;
-        }
-        flush(g);
     }
 }

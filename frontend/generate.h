@@ -76,6 +76,8 @@ struct gen {
     bool show_plp;  /* the client asked for prompt_logprobs */
     bool echo_lp;   /* completions echo with logprobs: prompt positions lead the logprobs */
     bool begun; /* the stream's headers went out: errors become SSE events */
+    bool opened; /* the stream's first events (gen_out_begin) went out, with the first
+                    output, as vLLM sends them: a chat role chunk is not a first token */
     char id[OAI_RESP_ID_MAX];
     int64_t created;
     struct buf out; /* the response or this round's events */

@@ -88,7 +88,9 @@ static int load_root(const struct oai_ctx *c, const char *body, size_t n, json_t
     if (rc)
         return rc;
     json_error_t je;
-    json_t *r = json_loadb(body, n, JSON_DECODE_ANY, &je);
+    /* JSON allows \u0000 in strings (a prompt may hold NUL bytes); every string is read
+     * with its length */
+    json_t *r = json_loadb(body, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!r) {
         if (json_error_code(&je) == json_error_out_of_memory)
             return oai_error_set(c->err, 503, NULL, "out of memory, try again later");

@@ -151,10 +151,10 @@ static int parse_tool_choice(const struct oai_ctx *c)
         return rc < 0 ? rc : 0;
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        if (strcmp(s, "none") == 0)
+        struct str t = {s, json_string_length(v)};
+        if (str_eq_cstr(t, "none"))
             return 0;
-        if (strcmp(s, "auto") && strcmp(s, "required")) {
-            struct str t = {s, json_string_length(v)};
+        if (!str_eq_cstr(t, "auto") && !str_eq_cstr(t, "required")) {
             return oai_error_set(c->err, 400, "tool_choice",
                                  "tool_choice: must be \"none\", \"auto\", \"required\" or an "
                                  "object naming a function, got \"%.*s\"",

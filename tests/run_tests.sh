@@ -8,7 +8,8 @@ passed=0
 failed=0
 crashed=0
 for bin in $(find "$build/tests/common" "$build/tests/templates" "$build/tests/worker" \
-    "$build/tests/frontend" -type f -perm -u+x 2>/dev/null | sort); do
+    "$build/tests/frontend" "$build/tests/benchserve" -type f -perm -u+x -name 'test_*' \
+    2>/dev/null | sort); do
     out=$("$bin" 2>&1)
     rc=$?
     printf '%s\n' "$out" | grep -v '^ok  ' 

@@ -135,7 +135,10 @@ static int start_model(struct engine *e, const struct model_config *mc, int max_
         return fail(err, errlen, r, "cannot start the CPU backend");
     mo.backend = e->be;
     rank_pool_model_opts(e->ranks, &mo);
-    return model_load(c->model_dir, &mo, &e->m, err, errlen);
+    r = model_load(c->model_dir, &mo, &e->m, err, errlen);
+    if (r == 0)
+        model_set_progress(e->m, engine_progress, e);
+    return r;
 }
 
 /* start_scheduler: the scheduler, sampler scratch and per-step buffers. */

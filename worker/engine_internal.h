@@ -77,6 +77,7 @@ struct engine {
     struct arena arena; /* decoded messages, reset per message */
     struct buf in;
     uint64_t epoch, engine_id, step, last_beat_us;
+    uint64_t last_poll_us; /* when engine_receive last read the socket */
     uint64_t seed_base, n_added; /* unseeded request k draws with a mix of the two */
     uint8_t state; /* enum wire_state */
     char model_name[WIRE_MAX_STRING + 1];
@@ -106,5 +107,10 @@ void engine_emit_prompt_logprobs(struct engine *e, const struct sched_step *step
  * HEARTBEAT and STATS once a second; drops frontends that are gone, silent or too far
  * behind, aborting their requests. Returns 0 or a fatal socket error. */
 int engine_flush(struct engine *e);
+
+/* engine_progress: called between the layers of a step (model_set_progress): when a beat is
+ * due, HEARTBEAT and STATS to every frontend, and nothing else, so that a step longer than
+ * the frontends' dead time (a long prefill on a CPU) does not look like a dead engine. */
+void engine_progress(void *ctx);
 
 #endif

@@ -317,6 +317,7 @@ static void handle(struct engine *e, const struct mq_peer *peer)
 int engine_receive(struct engine *e, int timeout_ms)
 {
     int handled = 0;
+    e->last_poll_us = engine_now_us();
     for (;;) {
         struct mq_peer peer;
         int rc = mq_engine_recv(e->mq, &peer, &e->in, handled ? 0 : timeout_ms);
@@ -482,7 +483,8 @@ int engine_flush(struct engine *e)
         struct engine_frontend *f = &e->fronts[i];
         if (!f->live)
             continue;
-        if (now > f->last_seen_us && now - f->last_seen_us > timeout) {
+        /* silent at the last look at the socket: a long step is not the frontend's fault */
+        if (e->last_poll_us > f->last_seen_us && e->last_poll_us - f->last_seen_us > timeout) {
             frontend_drop(e, f, "fell silent");
             continue;
         }
@@ -494,4 +496,20 @@ int engine_flush(struct engine *e)
             return rc;
     }
     return 0;
+}
+
+void engine_progress(void *ctx)
+{
+    struct engine *e = ctx;
+    uint64_t now = engine_now_us();
+    if (now - e->last_beat_us < BEAT_US)
+        return;
+    e->last_beat_us = now;
+    for (int i = 0; i < ENGINE_MAX_FRONTENDS; i++) {
+        struct engine_frontend *f = &e->fronts[i];
+        if (!f->live)
+            continue;
+        queue_beat(e, f);
+        (void)send_pending(e, f); /* a socket error shows again at the step's flush */
+    }
 }

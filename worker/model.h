@@ -73,6 +73,11 @@ int model_load(const char *dir, const struct model_opts *o, struct model **out, 
 
 void model_free(struct model *m);
 
+/* model_set_progress: fn(ctx) runs between the layers of every model_forward, on the
+ * calling thread, so that the caller can stay responsive (heartbeats) during a step that
+ * takes seconds. fn must not touch the model. NULL removes it. */
+void model_set_progress(struct model *m, void (*fn)(void *ctx), void *ctx);
+
 const struct model_config *model_config(const struct model *m);
 const struct generation_config *model_generation_config(const struct model *m);
 

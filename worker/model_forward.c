@@ -143,8 +143,11 @@ int model_forward(struct model *m, const struct model_batch *b, float *logits, c
     size_t hid = (size_t)m->cfg.hidden_size, vocab = (size_t)m->cfg.vocab_size;
     upload_batch(m, b);
     op->embed(be, m->x, m->ld_h, m->d_ids, b->n_tokens, m->embed);
-    for (int l = 0; l < m->cfg.num_layers; l++)
+    for (int l = 0; l < m->cfg.num_layers; l++) {
         layer_forward(m, &m->layers[l], b);
+        if (m->progress)
+            m->progress(m->progress_ctx);
+    }
     if (b->n_logits == 0)
         return 0;
     /* the final norm of just the rows asked for, gathered into h */
@@ -155,4 +158,10 @@ int model_forward(struct model *m, const struct model_batch *b, float *logits, c
     for (size_t r = 0; r < b->n_logits; r++)
         op->download(be, logits + r * vocab, m->logits + r * m->ld_vocab, vocab * sizeof(float));
     return 0;
+}
+
+void model_set_progress(struct model *m, void (*fn)(void *ctx), void *ctx)
+{
+    m->progress = fn;
+    m->progress_ctx = ctx;
 }

@@ -77,6 +77,23 @@ def test_health_version_models(serve):
     assert [m.id for m in models.data] == [NAME]
 
 
+def test_prompt_with_nul_bytes(serve):
+    # JSON allows \u0000; the tokenizer sees the NUL byte (byte fallback), as HF does
+    from tokenizers import Tokenizer
+    prompt = "Once\u0000 upon\u0000a time"
+    want = Tokenizer.from_file(os.path.join(ec.STORIES, "tokenizer.json")).encode(prompt)
+    r = serve.client().completions.create(model=NAME, prompt=prompt, max_tokens=2,
+                                          temperature=0)
+    assert r.usage.prompt_tokens == len(want.ids)
+    r = serve.client().chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": prompt}], max_tokens=2)
+    assert r.choices[0].finish_reason == "length"
+    with pytest.raises(openai.BadRequestError):
+        serve.client().chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": "hi"}], max_tokens=2,
+            tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="none\u0000")
+
+
 def test_completion_greedy_equals_golden(serve):
     g = golden("golden_prompt_once_upon_a_time.json")
     r = serve.client().completions.create(model=NAME, prompt=g["prompt"], temperature=0,
