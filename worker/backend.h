@@ -100,7 +100,12 @@ struct backend {
 };
 
 /* SIMD levels of the CPU backend; BACKEND_SIMD_AUTO picks the best the CPU has. */
-enum backend_simd { BACKEND_SIMD_AUTO, BACKEND_SIMD_SCALAR, BACKEND_SIMD_AVX2 };
+enum backend_simd {
+    BACKEND_SIMD_AUTO,
+    BACKEND_SIMD_SCALAR,
+    BACKEND_SIMD_AVX2,
+    BACKEND_SIMD_AVX512
+};
 
 /*
  * backend_cpu_new: the CPU backend with n_threads threads (0: one per online CPU) and the
@@ -109,7 +114,7 @@ enum backend_simd { BACKEND_SIMD_AUTO, BACKEND_SIMD_SCALAR, BACKEND_SIMD_AVX2 };
  */
 int backend_cpu_new(int n_threads, enum backend_simd simd, struct backend **out);
 
-/* backend_cpu_simd_name: "avx2" or "scalar": what a CPU backend runs. */
+/* backend_cpu_simd_name: "avx512", "avx2" or "scalar": what a CPU backend runs. */
 const char *backend_cpu_simd_name(const struct backend *b);
 
 #endif

@@ -456,13 +456,27 @@ static int cpu_has_avx2(void)
 #endif
 }
 
+static int cpu_has_avx512(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
 int backend_cpu_new(int n_threads, enum backend_simd simd, struct backend **out)
 {
     const struct cpu_kernels *k = &cpu_kernels_scalar;
-    if (simd == BACKEND_SIMD_AVX2 && !cpu_has_avx2())
+    if ((simd == BACKEND_SIMD_AVX2 && !cpu_has_avx2()) ||
+        (simd == BACKEND_SIMD_AVX512 && !cpu_has_avx512()))
         return ERR_UNSUPPORTED;
-    if (simd != BACKEND_SIMD_SCALAR && cpu_has_avx2())
+    if (simd == BACKEND_SIMD_AVX2 || (simd == BACKEND_SIMD_AUTO && cpu_has_avx2()))
         k = &cpu_kernels_avx2;
+    if ((simd == BACKEND_SIMD_AVX512 || simd == BACKEND_SIMD_AUTO) && cpu_has_avx512())
+        k = &cpu_kernels_avx512;
     if (n_threads <= 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = c > 0 ? (int)c : 1;

@@ -351,7 +351,7 @@ INLINE void attend_chunk(const struct kn_paged_kv *kv, size_t slot0, size_t nk, 
     }
 }
 
-static void avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1)
+void cpu_avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1)
 {
     const struct kn_paged_kv *kv = a->kv;
     size_t hd = kv->head_dim, bs = kv->block_size, nh = h1 - h0;
@@ -390,4 +390,4 @@ static void avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1
     }
 }
 
-const struct cpu_kernels cpu_kernels_avx2 = {"avx2", avx2_matmul, avx2_attend};
+const struct cpu_kernels cpu_kernels_avx2 = {"avx2", avx2_matmul, cpu_avx2_attend};

@@ -82,6 +82,11 @@ struct cpu_kernels {
 
 extern const struct cpu_kernels cpu_kernels_scalar;
 extern const struct cpu_kernels cpu_kernels_avx2;
+extern const struct cpu_kernels cpu_kernels_avx512; /* AVX-512 matmul, AVX2 attention */
+
+/* cpu_avx2_attend: the AVX2 attention kernel (cpu_kernels_avx2.attend), shared with the
+ * AVX-512 table. */
+void cpu_avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1);
 
 /* cpu_attn_first: the first key position token i sees. */
 static inline size_t cpu_attn_first(const struct cpu_attn *a, size_t p)

@@ -113,6 +113,11 @@ TEST(matmul_avx2_matches_reference)
     matmul_suite(BACKEND_SIMD_AVX2);
 }
 
+TEST(matmul_avx512_matches_reference)
+{
+    matmul_suite(BACKEND_SIMD_AVX512);
+}
+
 TEST(matmul_scalar_matches_reference)
 {
     matmul_suite(BACKEND_SIMD_SCALAR);
@@ -155,8 +160,8 @@ static void check_attention(struct backend *b, size_t heads, size_t kv_heads, si
 
 TEST(attention_matches_reference)
 {
-    enum backend_simd levels[2] = {BACKEND_SIMD_AVX2, BACKEND_SIMD_SCALAR};
-    for (int l = 0; l < 2; l++) {
+    enum backend_simd levels[3] = {BACKEND_SIMD_AVX512, BACKEND_SIMD_AVX2, BACKEND_SIMD_SCALAR};
+    for (int l = 0; l < 3; l++) {
         struct backend *b;
         int rc = backend_cpu_new(2, levels[l], &b);
         if (rc == ERR_UNSUPPORTED)
