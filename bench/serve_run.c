@@ -124,8 +124,10 @@ static int phase_run(struct bench_runner *run, const struct bench_sample **sampl
     if (ph.reqs && ph.arrived && ph.waiting && ph.timer) {
         ph.start = hc_now();
         phase_tick(-1, 0, &ph);
+        /* loopbreak ends a dispatch with 0 once every request ended; anything else (an
+         * error, or no event left that could end one) stops the phase */
         while (ph.done < n)
-            if (event_base_dispatch(run->base) < 0)
+            if (event_base_dispatch(run->base) != 0)
                 break;
         rc = ph.done == n ? 0 : ERR_STATE;
     }

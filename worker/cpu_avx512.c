@@ -3,9 +3,10 @@
  * -march and only ever called after the CPU reported it (backend_cpu.c). Attention stays
  * with the AVX2 kernel.
  *
- * A panel's 16 rows are exactly one zmm vector, so: up to CPU_MATVEC_MAX_N tokens the weights
- * stream once, widened in registers, two column streams per token; beyond, the blocked GEMM of
- * cpu_avx2.c with a 24-token micro-kernel (24 accumulators of the 32 registers, the
+ * A panel's 16 rows are exactly one zmm vector, so: up to MATVEC_MAX_N (8) tokens the weights
+ * stream once, widened in registers, two column streams per token (16 accumulators: a decode
+ * batch of 8 costs little more than one); beyond, the blocked GEMM of cpu_avx2.c with a
+ * micro-kernel of 8, 16 or 24 tokens (up to 24 accumulators of the 32 registers, the
  * activation broadcast straight from memory into each FMA), on CPUs whose 512-bit FMA doubles
  * the AVX2 rate (AMD Zen 5, Intel server cores) about twice the AVX2 GEMM's throughput.
  */
@@ -18,6 +19,7 @@
 
 #define INLINE static inline __attribute__((always_inline))
 #define MR 24 /* tokens per micro-kernel tile; CPU_MC must be a multiple */
+#define MATVEC_MAX_N 8 /* up to this many tokens, stream the weights once per token group */
 
 _Static_assert(CPU_MC % MR == 0, "CPU_MC must hold whole tiles");
 
@@ -52,15 +54,15 @@ INLINE void store16(float *o, __m512 a, const float *bias, int accumulate)
     _mm512_storeu_ps(o, a);
 }
 
-/* matvec_panel: M tokens (M <= 4) against one whole panel, two column streams. */
+/* matvec_panel: M tokens (M <= MATVEC_MAX_N) against one whole panel, two column streams. */
 INLINE void matvec_panel(enum kn_dtype dt, int M, const struct cpu_mm *m, size_t p)
 {
     const struct backend_mat *w = m->w;
     size_t esz = cpu_dtype_size(dt), cols = w->cols;
     const char *pp = (const char *)w->data + p * cols * 16 * esz;
-    __m512 a[2][4];
+    __m512 a[2][MATVEC_MAX_N];
 #pragma GCC unroll 8
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < MATVEC_MAX_N; t++)
         a[0][t] = a[1][t] = _mm512_setzero_ps();
     size_t c = 0;
     for (; c + 2 <= cols; c += 2) {
@@ -85,20 +87,20 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, const struct cpu_mm *m, size_t
                 m->accumulate);
 }
 
-/* ukernel: rows [0, M) of c (M <= MR) = start + xp[kc][MR] . buf[kc][16], start being c when
- * load_c, else 0, plus bias when given. The tile is always computed whole (packed rows past
- * M are zero); only M rows are read and written. */
-INLINE void ukernel(int M, const float *buf, size_t kc, const float *xp, float *c, size_t ldc,
-                    int load_c, const float *bias)
+/* ukernel: rows [0, M) of c (M <= T) = start + xp[kc][MR] . buf[kc][16], start being c when
+ * load_c, else 0, plus bias when given. T (8, 16 or 24, a constant at each call) rows are
+ * computed (packed rows past M are zero); only M rows are read and written. */
+INLINE void ukernel(int T, int M, const float *buf, size_t kc, const float *xp, float *c,
+                    size_t ldc, int load_c, const float *bias)
 {
     __m512 a[MR];
 #pragma GCC unroll 32
-    for (int t = 0; t < MR; t++)
+    for (int t = 0; t < T; t++)
         a[t] = _mm512_setzero_ps();
     for (size_t k = 0; k < kc; k++, buf += 16, xp += MR) {
         __m512 w0 = _mm512_load_ps(buf);
 #pragma GCC unroll 32
-        for (int t = 0; t < MR; t++)
+        for (int t = 0; t < T; t++)
             a[t] = _mm512_fmadd_ps(_mm512_set1_ps(xp[t]), w0, a[t]);
     }
     for (int t = 0; t < M; t++)
@@ -147,8 +149,14 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                 int load_c = !first || m->accumulate;
                 for (size_t t = 0; t < mc; t += MR) {
                     int rows = (int)(mc - t < MR ? mc - t : MR);
-                    ukernel(rows, scratch, kc, xp + t * kc, m->out + (i0 + t) * m->ldo + p * 16,
-                            m->ldo, load_c, bias);
+                    const float *x = xp + t * kc;
+                    float *c = m->out + (i0 + t) * m->ldo + p * 16;
+                    if (rows > 16)
+                        ukernel(24, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                    else if (rows > 8)
+                        ukernel(16, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                    else
+                        ukernel(8, rows, scratch, kc, x, c, m->ldo, load_c, bias);
                 }
             }
         }
@@ -158,7 +166,7 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
 INLINE void matmul_dt(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                       float *scratch)
 {
-    if (m->n > CPU_MATVEC_MAX_N) {
+    if (m->n > MATVEC_MAX_N) {
         gemm(dt, m, p0, p1, scratch);
         return;
     }
@@ -168,6 +176,10 @@ INLINE void matmul_dt(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_
         case 2: matvec_panel(dt, 2, m, p); break;
         case 3: matvec_panel(dt, 3, m, p); break;
         case 4: matvec_panel(dt, 4, m, p); break;
+        case 5: matvec_panel(dt, 5, m, p); break;
+        case 6: matvec_panel(dt, 6, m, p); break;
+        case 7: matvec_panel(dt, 7, m, p); break;
+        case 8: matvec_panel(dt, 8, m, p); break;
         default: break;
         }
 }

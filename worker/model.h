@@ -73,7 +73,8 @@ int model_load(const char *dir, const struct model_opts *o, struct model **out, 
 
 void model_free(struct model *m);
 
-/* model_set_progress: fn(ctx) runs between the layers of every model_forward, on the
+/* model_set_progress: fn(ctx) runs within every layer of model_forward (after attention,
+ * after the gate/up projection, at the layer's end), on the
  * calling thread, so that the caller can stay responsive (heartbeats) during a step that
  * takes seconds. fn must not touch the model. NULL removes it. */
 void model_set_progress(struct model *m, void (*fn)(void *ctx), void *ctx);

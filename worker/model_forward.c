@@ -104,6 +104,13 @@ static void reduce(struct model *m, size_t n)
         m->all_reduce(m->all_reduce_ctx, m->x, n * m->ld_h);
 }
 
+/* progress: the caller's hook (model_set_progress), between the layer's big operations. */
+static inline void progress(const struct model *m)
+{
+    if (m->progress)
+        m->progress(m->progress_ctx);
+}
+
 static void layer_forward(struct model *m, const struct model_layer *ly,
                           const struct model_batch *b)
 {
@@ -122,14 +129,17 @@ static void layer_forward(struct model *m, const struct model_layer *ly,
     op->attention(be, m->attn, m->ld_q, m->qkv, m->ld_qkv, n, m->n_heads, &ly->kv, m->d_pos,
                   m->d_seq, m->d_tables, b->max_blocks, c->sliding_window,
                   (float)(1.0 / sqrt((double)hd)));
+    progress(m);
     op->matmul(be, m->x, m->ld_h, m->attn, m->ld_q, n, ly->o, residual);
     reduce(m, n);
 
     op->rmsnorm(be, m->h, m->ld_h, m->x, m->ld_h, n, hid, ly->mlp_norm, eps);
     op->matmul(be, m->gu, m->ld_gu, m->h, m->ld_h, n, ly->gate_up, 0);
+    progress(m);
     op->silu_mul(be, m->act, m->ld_ff, m->gu, m->ld_gu, n, m->ff);
     op->matmul(be, m->x, m->ld_h, m->act, m->ld_ff, n, ly->down, residual);
     reduce(m, n);
+    progress(m);
 }
 
 int model_forward(struct model *m, const struct model_batch *b, float *logits, char *err,
@@ -143,11 +153,8 @@ int model_forward(struct model *m, const struct model_batch *b, float *logits, c
     size_t hid = (size_t)m->cfg.hidden_size, vocab = (size_t)m->cfg.vocab_size;
     upload_batch(m, b);
     op->embed(be, m->x, m->ld_h, m->d_ids, b->n_tokens, m->embed);
-    for (int l = 0; l < m->cfg.num_layers; l++) {
+    for (int l = 0; l < m->cfg.num_layers; l++)
         layer_forward(m, &m->layers[l], b);
-        if (m->progress)
-            m->progress(m->progress_ctx);
-    }
     if (b->n_logits == 0)
         return 0;
     /* the final norm of just the rows asked for, gathered into h */

@@ -640,3 +640,30 @@ def test_admission_control_sheds_with_503_and_retry_after():
         assert r.status_code == 200
     finally:
         assert s.stop() == 0
+
+
+def test_a_step_longer_than_the_dead_time_is_not_a_dead_engine():
+    # TinyLlama-1.1B shapes (dummy weights) and one long prompt in one step: seconds of
+    # compute on a CPU, longer than the frontend's 3 s dead-engine time; the engine beats
+    # from inside the forward pass, so the request completes instead of failing with "engine
+    # is dead". The prompt is sized from a short request so that the step takes ~10 s on this
+    # build (an ASan build computes ~10x slower).
+    shapes = os.path.join(ec.FIXTURES, "shapes", "tinyllama-1.1b-chat")
+    s = Serve("--model", shapes, "--load-format", "dummy", "--threads", "2",
+              "--max-num-batched-tokens", "2048", "--max-model-len", "2048")
+    try:
+        c = s.client(timeout=300)
+        t0 = time.monotonic()
+        c.completions.create(model=NAME, prompt="hi " * 199, max_tokens=1, temperature=0)
+        per_token = (time.monotonic() - t0) / 200
+        n = max(64, min(1900, int(10.0 / per_token)))
+        t0 = time.monotonic()
+        r = c.completions.create(model=NAME, prompt="hello " * n, max_tokens=1, temperature=0)
+        took = time.monotonic() - t0
+        assert r.usage.prompt_tokens > n and r.choices[0].finish_reason == "length"
+        assert not any("is dead" in line for line in s.err), "".join(s.err)
+        if took < 3.5:
+            pytest.skip("a %d-token step took %.1f s here: too short for the dead time" %
+                        (n, took))
+    finally:
+        assert s.stop() == 0
