@@ -116,10 +116,17 @@ run() {
         sed "s/^/  $model $server $name: /"
 }
 
+# cpu_times: "busy steal total" jiffies of every CPU (steal: time the hypervisor gave to other
+# guests; a noisy neighbour shows here)
+cpu_times() {
+    awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $2 + $3 + $4 + $7 + $8, $9, t }' /proc/stat
+}
+
 for model in $models; do
     prepare "$model"
     for server in $servers; do
         start_server "$server" "$model"
+        before=$(cpu_times)
         # warm the server (page cache, first-call costs) on a prompt no workload repeats
         "$kiln" bench serve --base-url "$url" --model "$model" --tokenizer "$tok" \
             --num-prompts 2 --random-input-len 16 --random-output-len 4 --ignore-eos \
@@ -135,6 +142,12 @@ for model in $models; do
             --random-output-len 128
         run c32 5 --num-prompts $n32 --max-concurrency 32 --random-input-len 256 \
             --random-output-len 128
+        after=$(cpu_times)
+        # shellcheck disable=SC2086
+        set -- $before $after
+        awk -v s=$(($5 - $2)) -v t=$(($6 - $3)) -v m="$model" -v v="$server" \
+            'BEGIN { printf "  %s %s: cpu steal %.1f%% of the run\n", m, v, t ? 100 * s / t : 0 }' |
+            tee "$out/$model-$server-steal.txt"
         stop_server
     done
 done

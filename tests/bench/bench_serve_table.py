@@ -68,6 +68,14 @@ def main():
         print("%-34s %14s %14s %9s" % ("", "kiln", "llama.cpp", "kiln/peer"))
         for label, k, l, ratio in rows(d, model):
             print("%-34s %14s %14s %9s" % (label, k, l, ratio))
+        steal = []
+        for server in ("kiln", "llamacpp"):
+            p = os.path.join(d, "%s-%s-steal.txt" % (model, server))
+            if os.path.exists(p):
+                with open(p) as f:
+                    steal.append(f.read().strip())
+        if steal:
+            print("(%s)" % "; ".join(steal))
     print()
     print("(ratio above 1.00x: kiln is better; rates are kiln/llama.cpp, times llama.cpp/kiln)")
 
