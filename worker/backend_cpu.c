@@ -2,8 +2,9 @@
  * backend_cpu: the CPU implementation of struct backend_ops (backend.h).
  *
  * Every op splits its work over the backend's thread pool (tokens, weight panels, or
- * (token, kv head) pairs) and calls the kernel table picked at creation: AVX2/FMA/F16C
- * when the CPU has them, else portable C. Weights are packed once at load into the panel
+ * (token, kv head) pairs) and calls the kernel table picked at creation: AVX-512 (matmul;
+ * attention stays AVX2) when the CPU has AVX-512F/BW/VL, else AVX2/FMA/F16C when it has
+ * them, else portable C. Weights are packed once at load into the panel
  * layout of cpu_internal.h, in huge-page-advised anonymous memory. The backend allocates
  * nothing after start-up except through alloc and mat_new.
  */

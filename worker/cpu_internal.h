@@ -1,7 +1,7 @@
 /*
  * cpu_internal: what the CPU backend's files share: the packed matrix layout, the job
  * structs its parallel loops hand to the SIMD kernels, and the kernel table picked at
- * start-up (scalar, AVX2). Used by backend_cpu*.c and cpu_*.c only.
+ * start-up (scalar, AVX2, AVX-512). Used by backend_cpu*.c and cpu_*.c only.
  *
  * Packed matrix: rows (all stacked parts) are padded to a multiple of 16 and cut into
  * panels of 16 rows; panel p holds, for each column c, the 16 values of rows 16p..16p+15,
