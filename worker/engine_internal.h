@@ -108,9 +108,10 @@ void engine_emit_prompt_logprobs(struct engine *e, const struct sched_step *step
  * behind, aborting their requests. Returns 0 or a fatal socket error. */
 int engine_flush(struct engine *e);
 
-/* engine_progress: called between the layers of a step (model_set_progress): when a beat is
- * due, HEARTBEAT and STATS to every frontend, and nothing else, so that a step longer than
- * the frontends' dead time (a long prefill on a CPU) does not look like a dead engine. */
+/* engine_progress: called inside a step (model_set_progress): when a beat is due, HEARTBEAT
+ * and STATS to every frontend, and nothing else (no frontend is dropped, no request touched),
+ * so that a step longer than the frontends' dead time (a long prefill on a CPU) does not look
+ * like a dead engine. */
 void engine_progress(void *ctx);
 
 #endif

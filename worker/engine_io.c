@@ -510,6 +510,9 @@ void engine_progress(void *ctx)
         if (!f->live)
             continue;
         queue_beat(e, f);
-        (void)send_pending(e, f); /* a socket error shows again at the step's flush */
+        /* offered as is: a full queue or a gone peer is left to the step's flush, which may
+         * drop the frontend; dropping it here would abort requests in the running step */
+        if (mq_engine_send(e->mq, &f->peer, f->pending.p, f->pending.n) == 0)
+            buf_reset(&f->pending);
     }
 }

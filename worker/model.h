@@ -73,10 +73,10 @@ int model_load(const char *dir, const struct model_opts *o, struct model **out, 
 
 void model_free(struct model *m);
 
-/* model_set_progress: fn(ctx) runs within every layer of model_forward (after attention,
- * after the gate/up projection, at the layer's end), on the
- * calling thread, so that the caller can stay responsive (heartbeats) during a step that
- * takes seconds. fn must not touch the model. NULL removes it. */
+/* model_set_progress: fn(ctx) runs inside every layer of model_forward (after attention,
+ * after the gate/up projection, at the layer's end) on the calling thread, so that the
+ * caller stays responsive (heartbeats) during a step that takes seconds. fn must not touch
+ * the model. NULL removes it. */
 void model_set_progress(struct model *m, void (*fn)(void *ctx), void *ctx);
 
 const struct model_config *model_config(const struct model *m);

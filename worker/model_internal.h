@@ -26,7 +26,7 @@ struct model {
     int tp_rank, tp_size;
     void (*all_reduce)(void *ctx, float *buf, size_t n);
     void *all_reduce_ctx;
-    void (*progress)(void *ctx); /* called between layers (model_set_progress) */
+    void (*progress)(void *ctx); /* called inside every layer (model_set_progress) */
     void *progress_ctx;
     /* this rank's share: */
     size_t n_heads, n_kv_heads, ff; /* attention heads, KV heads, MLP columns */
