@@ -68,7 +68,9 @@ struct cpu_attn {
 
 #define CPU_KC 256 /* GEMM: columns per block (a panel slice of 16 KB in fp32) */
 #define CPU_MC 96  /* GEMM: tokens per block */
-#define CPU_SCRATCH_FLOATS (CPU_KC * 16 + CPU_MC * CPU_KC) /* a widened panel slice, packed x */
+/* scratch per thread: two widened panel slices (AVX-512 sweeps panels in pairs; AVX2 uses
+ * one) and the packed x */
+#define CPU_SCRATCH_FLOATS (2 * CPU_KC * 16 + CPU_MC * CPU_KC)
 #define CPU_MATVEC_MAX_N 4   /* up to this many tokens, stream the weights once per token group */
 #define CPU_ATTN_MAX_HEADS 8 /* query heads of one kv head processed together */
 
