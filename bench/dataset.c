@@ -35,7 +35,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +42,9 @@
 
 #include "bench/rng.h"
 #include "common/buf.h"
-#include "common/utf8.h"
 #include "common/err.h"
 #include "common/tokenizer.h"
+#include "common/utf8.h"
 
 #define DS_MAX_FILE ((size_t)1 << 30)  /* bytes of a dataset file */
 #define DS_MAX_LINE ((size_t)16 << 20) /* bytes of one JSONL line */
@@ -55,18 +54,6 @@
 #define DS_MIN_LEN 4                   /* is_valid_sequence's defaults */
 #define DS_MAX_PROMPT_LEN 1024
 #define DS_MAX_TOTAL_LEN 2048
-
-__attribute__((format(printf, 4, 5))) static int ds_fail(char *err, size_t errlen, int code,
-                                                         const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 void bench_dataset_opts_default(struct bench_dataset_opts *o)
 {
@@ -148,29 +135,29 @@ static int ds_random_bounds(const struct bench_dataset_opts *o, struct ds_random
 {
     double r = o->random_range_ratio;
     if (!(r >= 0.0 && r < 1.0))
-        return ds_fail(err, errlen, ERR_INVAL, "random: range ratio %g is not in [0, 1)", r);
+        return err_set(err, errlen, ERR_INVAL, "random: range ratio %g is not in [0, 1)", r);
     if (o->random_input_len < 0 || o->random_output_len < 0 || o->random_prefix_len < 0)
-        return ds_fail(err, errlen, ERR_INVAL,
+        return err_set(err, errlen, ERR_INVAL,
                        "random: input, output and prefix lengths must not be negative");
     size_t num_special;
     int rc = ds_count(R->enc, "", 0, true, 0, &num_special);
     if (rc)
-        return ds_fail(err, errlen, rc, "random: tokenizer: %s", err_name(rc));
+        return err_set(err, errlen, rc, "random: tokenizer: %s", err_name(rc));
     long real = (long)o->random_input_len - (long)num_special;
     real = real < 0 ? 0 : real;
     double in_lo = floor((double)real * (1.0 - r)), in_hi = ceil((double)real * (1.0 + r));
     double out_lo = floor((double)o->random_output_len * (1.0 - r));
     double out_hi = ceil((double)o->random_output_len * (1.0 + r));
     if ((double)o->random_prefix_len + in_lo < 1.0)
-        return ds_fail(err, errlen, ERR_INVAL,
+        return err_set(err, errlen, ERR_INVAL,
                        "random: input length %d is too small: with %zu special tokens and range "
                        "ratio %g the shortest prompt (prefix + sampled) has %.0f tokens",
                        o->random_input_len, num_special, r, (double)o->random_prefix_len + in_lo);
     if ((double)o->random_prefix_len + in_hi > DS_MAX_RANDOM_TOKENS)
-        return ds_fail(err, errlen, ERR_LIMIT, "random: prompts of up to %.0f tokens (limit %d)",
+        return err_set(err, errlen, ERR_LIMIT, "random: prompts of up to %.0f tokens (limit %d)",
                        (double)o->random_prefix_len + in_hi, DS_MAX_RANDOM_TOKENS);
     if (out_hi > INT_MAX)
-        return ds_fail(err, errlen, ERR_LIMIT, "random: output lengths up to %.0f tokens", out_hi);
+        return err_set(err, errlen, ERR_LIMIT, "random: output lengths up to %.0f tokens", out_hi);
     R->in_lo = (int)in_lo;
     R->in_hi = (int)in_hi;
     R->out_lo = out_lo < 1.0 ? 1 : (int)out_lo;
@@ -183,7 +170,7 @@ static int ds_random_bounds(const struct bench_dataset_opts *o, struct ds_random
 static int ds_random_allowed(struct ds_random *R, char *err, size_t errlen)
 {
     if (R->vocab <= 0)
-        return ds_fail(err, errlen, ERR_INVAL, "random: the tokenizer has no vocabulary");
+        return err_set(err, errlen, ERR_INVAL, "random: the tokenizer has no vocabulary");
     R->allowed = malloc((size_t)R->vocab * sizeof(*R->allowed));
     if (!R->allowed)
         return ERR_NOMEM;
@@ -199,7 +186,7 @@ static int ds_random_allowed(struct ds_random *R, char *err, size_t errlen)
     }
     buf_deinit(&bytes);
     if (R->n_allowed == 0)
-        return ds_fail(err, errlen, ERR_INVAL, "random: the vocabulary has no ordinary tokens");
+        return err_set(err, errlen, ERR_INVAL, "random: the vocabulary has no ordinary tokens");
     return 0;
 }
 
@@ -301,7 +288,7 @@ static int ds_load_random(const struct bench_dataset_opts *o, const struct token
         draws[i].offset = rng_int(&R.rng, 0, (int64_t)R.vocab - 1);
     rc = ds_random_build(o, &R, draws, out);
     if (rc)
-        ds_fail(err, errlen, rc, "random: building prompt %zu: %s", out->n, err_name(rc));
+        err_set(err, errlen, rc, "random: building prompt %zu: %s", out->n, err_name(rc));
 fail_alloc:
     free(R.allowed);
     free(draws);
@@ -309,7 +296,7 @@ fail_bounds:
     tok_enc_free(R.enc);
 fail_enc:
     if (rc == ERR_NOMEM)
-        ds_fail(err, errlen, rc, "random: out of memory");
+        err_set(err, errlen, rc, "random: out of memory");
     return rc;
 }
 
@@ -344,7 +331,7 @@ static int ds_read_file(const char *path, size_t limit, char **text, size_t *n, 
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return ds_fail(err, errlen, ERR_IO, "%s: %s", path, strerror(errno));
+        return err_set(err, errlen, ERR_IO, "%s: %s", path, strerror(errno));
     struct buf b;
     buf_init(&b, limit);
     char chunk[65536];
@@ -353,16 +340,16 @@ static int ds_read_file(const char *path, size_t limit, char **text, size_t *n, 
     while (rc == 0 && (got = fread(chunk, 1, sizeof(chunk), f)) > 0)
         rc = buf_append(&b, chunk, got);
     if (rc == 0 && ferror(f))
-        rc = ds_fail(err, errlen, ERR_IO, "%s: read error", path);
+        rc = err_set(err, errlen, ERR_IO, "%s: read error", path);
     else if (rc == ERR_LIMIT)
-        ds_fail(err, errlen, rc, "%s: larger than %zu bytes", path, limit);
+        err_set(err, errlen, rc, "%s: larger than %zu bytes", path, limit);
     else if (rc)
-        ds_fail(err, errlen, rc, "%s: out of memory", path);
+        err_set(err, errlen, rc, "%s: out of memory", path);
     fclose(f);
     if (rc == 0) {
         *text = buf_detach(&b, n);
         if (!*text)
-            rc = ds_fail(err, errlen, ERR_NOMEM, "%s: out of memory", path);
+            rc = err_set(err, errlen, ERR_NOMEM, "%s: out of memory", path);
     }
     buf_deinit(&b);
     return rc;
@@ -375,22 +362,22 @@ static int ds_sharegpt_parse(const char *path, json_t **root, char *err, size_t 
 {
     struct ds_reader r = {.f = fopen(path, "rb"), .limit = DS_MAX_FILE};
     if (!r.f)
-        return ds_fail(err, errlen, ERR_IO, "%s: %s", path, strerror(errno));
+        return err_set(err, errlen, ERR_IO, "%s: %s", path, strerror(errno));
     json_error_t je;
     *root = json_load_callback(ds_reader_on_read, &r, JSON_ALLOW_NUL, &je);
     fclose(r.f);
     if (r.over || r.ioerr) {
         json_decref(*root);
         *root = NULL;
-        return r.over ? ds_fail(err, errlen, ERR_LIMIT, "%s: larger than %zu bytes", path, r.limit)
-                      : ds_fail(err, errlen, ERR_IO, "%s: read error", path);
+        return r.over ? err_set(err, errlen, ERR_LIMIT, "%s: larger than %zu bytes", path, r.limit)
+                      : err_set(err, errlen, ERR_IO, "%s: read error", path);
     }
     if (!*root)
-        return ds_fail(err, errlen, ERR_PARSE, "%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return err_set(err, errlen, ERR_PARSE, "%s:%d:%d: %s", path, je.line, je.column, je.text);
     if (!json_is_array(*root)) {
         json_decref(*root);
         *root = NULL;
-        return ds_fail(err, errlen, ERR_PARSE, "%s: expected a JSON array of conversations", path);
+        return err_set(err, errlen, ERR_PARSE, "%s: expected a JSON array of conversations", path);
     }
     return 0;
 }
@@ -477,7 +464,7 @@ static int ds_load_sharegpt(const struct bench_dataset_opts *o, const struct tok
     }
     rc = ds_sharegpt_take(o, enc, convs, n_convs, out);
     if (rc == 0 && out->n == 0)
-        rc = ds_fail(err, errlen, ERR_INVAL,
+        rc = err_set(err, errlen, ERR_INVAL,
                      "%s: none of its %zu conversations passes the filters (prompt and output "
                      "of at least %d tokens, prompt at most %d, both at most %d)",
                      o->path, n_convs, DS_MIN_LEN, DS_MAX_PROMPT_LEN, DS_MAX_TOTAL_LEN);
@@ -485,7 +472,7 @@ static int ds_load_sharegpt(const struct bench_dataset_opts *o, const struct tok
         rc = ds_oversample(o, out);
 fail_alloc:
     if (rc == ERR_NOMEM || rc == ERR_LIMIT)
-        ds_fail(err, errlen, rc, "%s: %s", o->path, err_name(rc));
+        err_set(err, errlen, rc, "%s: %s", o->path, err_name(rc));
     free(convs);
     tok_enc_free(enc);
     json_decref(root);
@@ -501,11 +488,11 @@ static int ds_jsonl_line(const struct bench_dataset_opts *o, const char *s, size
     json_error_t je;
     *obj = json_loadb(s, n, JSON_ALLOW_NUL, &je);
     if (!*obj)
-        return ds_fail(err, errlen, ERR_PARSE, "%s:%zu: %s", o->path, line, je.text);
+        return err_set(err, errlen, ERR_PARSE, "%s:%zu: %s", o->path, line, je.text);
     if (!json_is_object(*obj))
-        return ds_fail(err, errlen, ERR_PARSE, "%s:%zu: expected a JSON object", o->path, line);
+        return err_set(err, errlen, ERR_PARSE, "%s:%zu: expected a JSON object", o->path, line);
     if (!json_is_string(json_object_get(*obj, "prompt")))
-        return ds_fail(err, errlen, ERR_PARSE, "%s:%zu: \"prompt\" must be a string", o->path,
+        return err_set(err, errlen, ERR_PARSE, "%s:%zu: \"prompt\" must be a string", o->path,
                        line);
     if (o->jsonl_output_len >= 0) {
         *output_len = o->jsonl_output_len;
@@ -513,7 +500,7 @@ static int ds_jsonl_line(const struct bench_dataset_opts *o, const char *s, size
     }
     json_t *t = json_object_get(*obj, "output_tokens");
     if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > INT_MAX)
-        return ds_fail(err, errlen, ERR_PARSE,
+        return err_set(err, errlen, ERR_PARSE,
                        "%s:%zu: \"output_tokens\" must be an integer >= 1 (no fixed output "
                        "length was given)",
                        o->path, line);
@@ -541,7 +528,7 @@ static int ds_jsonl_lines(const struct bench_dataset_opts *o, struct tok_enc *en
         at += len + 1;
         line++;
         if (len > DS_MAX_LINE)
-            return ds_fail(err, errlen, ERR_LIMIT, "%s:%zu: line longer than %zu bytes", o->path,
+            return err_set(err, errlen, ERR_LIMIT, "%s:%zu: line longer than %zu bytes", o->path,
                            line, DS_MAX_LINE);
         if (ds_blank(s, len))
             continue;
@@ -558,7 +545,7 @@ static int ds_jsonl_lines(const struct bench_dataset_opts *o, struct tok_enc *en
                 rc = ds_push_sample(out, json_string_value(p), json_string_length(p), (int)plen,
                                     output_len);
             if (rc)
-                ds_fail(err, errlen, rc, "%s:%zu: %s", o->path, line, err_name(rc));
+                err_set(err, errlen, rc, "%s:%zu: %s", o->path, line, err_name(rc));
         }
         json_decref(obj);
         if (rc)
@@ -579,18 +566,18 @@ static int ds_load_jsonl(const struct bench_dataset_opts *o, const struct tokeni
     out->v = calloc((size_t)o->num_prompts, sizeof(*out->v));
     rc = ERR_NOMEM;
     if (!enc || !out->v) {
-        ds_fail(err, errlen, rc, "%s: out of memory", o->path);
+        err_set(err, errlen, rc, "%s: out of memory", o->path);
         goto fail_alloc;
     }
     rc = ds_jsonl_lines(o, enc, text, n, out, err, errlen);
     if (rc == 0 && out->n == 0)
-        rc = ds_fail(err, errlen, ERR_INVAL, "%s: no prompts (every line is blank)", o->path);
+        rc = err_set(err, errlen, ERR_INVAL, "%s: no prompts (every line is blank)", o->path);
     /* the lines again, in order, up to num_prompts */
     for (size_t have = out->n, i = 0; rc == 0 && out->n < (size_t)o->num_prompts; i++) {
         const struct bench_sample *s = &out->v[i % have];
         rc = ds_push_sample(out, s->prompt, s->prompt_n, s->prompt_len, s->output_len);
         if (rc)
-            ds_fail(err, errlen, rc, "%s: out of memory", o->path);
+            err_set(err, errlen, rc, "%s: out of memory", o->path);
     }
 fail_alloc:
     tok_enc_free(enc);
@@ -607,14 +594,14 @@ int bench_dataset_load(const struct bench_dataset_opts *o, const struct tokenize
     if (err && errlen)
         err[0] = '\0';
     if (o->num_prompts <= 0)
-        return ds_fail(err, errlen, ERR_INVAL, "num_prompts must be > 0 (got %d)", o->num_prompts);
+        return err_set(err, errlen, ERR_INVAL, "num_prompts must be > 0 (got %d)", o->num_prompts);
     if (o->num_prompts > DS_MAX_PROMPTS)
-        return ds_fail(err, errlen, ERR_LIMIT, "num_prompts %d is over the limit of %d",
+        return err_set(err, errlen, ERR_LIMIT, "num_prompts %d is over the limit of %d",
                        o->num_prompts, DS_MAX_PROMPTS);
     const char *name = o->name ? o->name : "random";
     bool file = strcmp(name, "sharegpt") == 0 || strcmp(name, "jsonl") == 0;
     if (file && (!o->path || !*o->path))
-        return ds_fail(err, errlen, ERR_INVAL, "dataset %s needs a file path", name);
+        return err_set(err, errlen, ERR_INVAL, "dataset %s needs a file path", name);
     int rc;
     if (strcmp(name, "random") == 0)
         rc = ds_load_random(o, tok, out, err, errlen);
@@ -623,7 +610,7 @@ int bench_dataset_load(const struct bench_dataset_opts *o, const struct tokenize
     else if (strcmp(name, "jsonl") == 0)
         rc = ds_load_jsonl(o, tok, out, err, errlen);
     else
-        return ds_fail(err, errlen, ERR_INVAL, "unknown dataset '%s' (random, sharegpt or jsonl)",
+        return err_set(err, errlen, ERR_INVAL, "unknown dataset '%s' (random, sharegpt or jsonl)",
                        name);
     if (rc)
         bench_dataset_free(out);

@@ -60,7 +60,6 @@ struct bench_runner {
     /* the timed run */
     struct bench_result *results; /* one per sample */
     double *delays;               /* arrival offsets, seconds */
-    double start;                 /* benchmark start, on hc_now's clock */
     double duration;              /* first send to last completion */
 };
 

@@ -109,10 +109,11 @@ static void phase_tick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* phase_run: sends samples[i] at start + delays[i] (or all at once), at most `limit` in
- * flight, and returns when every one has ended; results[i] gets each outcome. */
+ * flight, and returns when every one has ended; results[i] gets each outcome and *end (when
+ * not NULL) the time the last one ended. */
 static int phase_run(struct bench_runner *run, const struct bench_sample **samples,
                      struct bench_result *results, size_t n, const double *delays, int limit,
-                     double *start, double *end)
+                     double *end)
 {
     struct phase ph = {.run = run, .samples = samples, .results = results, .n = n,
                        .delays = delays, .limit = limit};
@@ -131,8 +132,6 @@ static int phase_run(struct bench_runner *run, const struct bench_sample **sampl
                 break;
         rc = ph.done == n ? 0 : ERR_STATE;
     }
-    if (start)
-        *start = ph.start;
     if (end)
         *end = ph.end;
     if (ph.timer)
@@ -209,7 +208,7 @@ static int ready_check(struct bench_runner *run)
     fprintf(stdout, "Starting initial single prompt test run...\n");
     for (;;) {
         struct bench_result r = {0};
-        int rc = phase_run(run, &s, &r, 1, NULL, 0, NULL, NULL);
+        int rc = phase_run(run, &s, &r, 1, NULL, 0, NULL);
         bool retry = !r.success && r.error &&
                      (strncmp(r.error, "HTTP ", 5) != 0 || strncmp(r.error, "HTTP 503", 8) == 0);
         if (rc == 0 && r.success) {
@@ -244,7 +243,7 @@ static int warm_up(struct bench_runner *run)
     if (s && r) {
         for (int i = 0; i < n; i++)
             s[i] = &run->ds.v[0];
-        rc = phase_run(run, s, r, (size_t)n, NULL, run->o->max_concurrency, NULL, NULL);
+        rc = phase_run(run, s, r, (size_t)n, NULL, run->o->max_concurrency, NULL);
         for (int i = 0; i < n; i++)
             bench_result_deinit(&r[i]);
     }
@@ -297,8 +296,7 @@ static int main_run(struct bench_runner *run)
     rng_seed(&r, o->dataset.seed ^ 0x61727269766573ULL); /* "arrives" */
     double start = hc_now(), end;
     bench_arrival_delays(&r, n, o->request_rate, o->burstiness, run->delays);
-    int rc = phase_run(run, s, run->results, n, run->delays, o->max_concurrency, NULL, &end);
-    run->start = start;
+    int rc = phase_run(run, s, run->results, n, run->delays, o->max_concurrency, &end);
     run->duration = end - start;
     free(s);
     return rc;

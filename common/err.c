@@ -1,5 +1,8 @@
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *err_name(int code)
 {
     switch (code) {
@@ -31,4 +34,15 @@ int err_http_status(int code)
     case ERR_NOMEM: return 503;
     default: return 500;
     }
+}
+
+int err_set(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

@@ -9,6 +9,8 @@
 #ifndef KILN_ERR_H
 #define KILN_ERR_H
 
+#include <stddef.h>
+
 enum {
     ERR_OK = 0,
     ERR_NOMEM = -1,       /* an allocation failed */
@@ -25,6 +27,11 @@ enum {
 
 /* err_name: the code's symbolic name ("ERR_LIMIT"); "ERR_UNKNOWN" for anything else. */
 const char *err_name(int code);
+
+/* err_set: writes the printf-formatted reason into err (when err is not NULL and errlen > 0;
+ * cut to fit) and returns code, for `return err_set(err, errlen, ERR_PARSE, "...", ...);`. */
+__attribute__((format(printf, 4, 5))) int err_set(char *err, size_t errlen, int code,
+                                                  const char *fmt, ...);
 
 /* err_http_status: the HTTP status a client sees for this code (400, 413, 500, 501, ...). */
 int err_http_status(int code);

@@ -6,24 +6,10 @@
 
 #include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/err.h"
-
-/* fail: writes the reason into err (when there is room) and returns code. */
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int code,
-                                                      const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 const char *wire_type_name(unsigned type)
 {
@@ -39,12 +25,12 @@ static int check_ids(const int32_t *ids, uint32_t n, uint32_t max, const char *w
                      size_t errlen)
 {
     if (n > max)
-        return fail(err, errlen, ERR_LIMIT, "%s: %u ids, at most %u", what, n, max);
+        return err_set(err, errlen, ERR_LIMIT, "%s: %u ids, at most %u", what, n, max);
     if (n && !ids)
-        return fail(err, errlen, ERR_INVAL, "%s: %u ids but no array", what, n);
+        return err_set(err, errlen, ERR_INVAL, "%s: %u ids but no array", what, n);
     for (uint32_t i = 0; i < n; i++)
         if (ids[i] < 0)
-            return fail(err, errlen, ERR_RANGE, "%s: id %d at %u is negative", what, ids[i], i);
+            return err_set(err, errlen, ERR_RANGE, "%s: id %d at %u is negative", what, ids[i], i);
     return 0;
 }
 
@@ -54,8 +40,8 @@ static int check_float(float x, float lo, bool lo_open, float hi, const char *wh
 {
     bool ok = (lo_open ? x > lo : x >= lo) && x <= hi;
     if (!ok)
-        return fail(err, errlen, ERR_RANGE, "ADD: %s %g outside %c%g, %g]", what, (double)x,
-                    lo_open ? '(' : '[', (double)lo, (double)hi);
+        return err_set(err, errlen, ERR_RANGE, "ADD: %s %g outside %c%g, %g]", what, (double)x,
+                       lo_open ? '(' : '[', (double)lo, (double)hi);
     return 0;
 }
 
@@ -72,18 +58,18 @@ static int check_sampling_values(const struct sampling_params *sp, char *err, si
         (rc = check_float(sp->frequency_penalty, -2, false, 2, "frequency_penalty", err, errlen)))
         return rc;
     if (!sp->has_seed && sp->seed)
-        return fail(err, errlen, ERR_RANGE, "ADD: a seed without has_seed");
+        return err_set(err, errlen, ERR_RANGE, "ADD: a seed without has_seed");
     if (sp->max_tokens < 1)
-        return fail(err, errlen, ERR_RANGE, "ADD: max_tokens %d < 1", sp->max_tokens);
+        return err_set(err, errlen, ERR_RANGE, "ADD: max_tokens %d < 1", sp->max_tokens);
     if (sp->min_tokens < 0 || sp->min_tokens > sp->max_tokens)
-        return fail(err, errlen, ERR_RANGE, "ADD: min_tokens %d outside [0, max_tokens %d]",
-                    sp->min_tokens, sp->max_tokens);
+        return err_set(err, errlen, ERR_RANGE, "ADD: min_tokens %d outside [0, max_tokens %d]",
+                       sp->min_tokens, sp->max_tokens);
     if (sp->logprobs < -1 || sp->logprobs > SAMPLING_MAX_LOGPROBS)
-        return fail(err, errlen, ERR_RANGE, "ADD: logprobs %d outside [-1, %d]", sp->logprobs,
-                    SAMPLING_MAX_LOGPROBS);
+        return err_set(err, errlen, ERR_RANGE, "ADD: logprobs %d outside [-1, %d]", sp->logprobs,
+                       SAMPLING_MAX_LOGPROBS);
     if (sp->prompt_logprobs < -1 || sp->prompt_logprobs > SAMPLING_MAX_LOGPROBS)
-        return fail(err, errlen, ERR_RANGE, "ADD: prompt_logprobs %d outside [-1, %d]",
-                    sp->prompt_logprobs, SAMPLING_MAX_LOGPROBS);
+        return err_set(err, errlen, ERR_RANGE, "ADD: prompt_logprobs %d outside [-1, %d]",
+                       sp->prompt_logprobs, SAMPLING_MAX_LOGPROBS);
     return 0;
 }
 
@@ -100,12 +86,13 @@ static int check_sampling(const struct sampling_params *sp, char *err, size_t er
                         "ADD allowed_token_ids", err, errlen)))
         return rc;
     if (sp->n_logit_bias && !sp->logit_bias_values)
-        return fail(err, errlen, ERR_INVAL, "ADD logit_bias: no values");
+        return err_set(err, errlen, ERR_INVAL, "ADD logit_bias: no values");
     for (uint32_t i = 0; i < sp->n_logit_bias; i++) {
         float v = sp->logit_bias_values[i];
         if (!(v >= -WIRE_MAX_BIAS_VALUE && v <= WIRE_MAX_BIAS_VALUE))
-            return fail(err, errlen, ERR_RANGE, "ADD logit_bias: value %g at %u outside [-%g, %g]",
-                        (double)v, i, (double)WIRE_MAX_BIAS_VALUE, (double)WIRE_MAX_BIAS_VALUE);
+            return err_set(err, errlen, ERR_RANGE,
+                           "ADD logit_bias: value %g at %u outside [-%g, %g]", (double)v, i,
+                           (double)WIRE_MAX_BIAS_VALUE, (double)WIRE_MAX_BIAS_VALUE);
     }
     return 0;
 }
@@ -113,15 +100,15 @@ static int check_sampling(const struct sampling_params *sp, char *err, size_t er
 static int check_add(const struct wire_add *m, char *err, size_t errlen)
 {
     if (m->n < 1 || m->n > WIRE_MAX_CHOICES)
-        return fail(err, errlen, ERR_RANGE, "ADD: n %u outside [1, %d]", m->n, WIRE_MAX_CHOICES);
+        return err_set(err, errlen, ERR_RANGE, "ADD: n %u outside [1, %d]", m->n, WIRE_MAX_CHOICES);
     if (m->n_prompt == 0)
-        return fail(err, errlen, ERR_RANGE, "ADD: empty prompt");
+        return err_set(err, errlen, ERR_RANGE, "ADD: empty prompt");
     if (m->n_guided > WIRE_MAX_GUIDED)
-        return fail(err, errlen, ERR_LIMIT, "ADD: guided spec of %u bytes, at most %u", m->n_guided,
-                    WIRE_MAX_GUIDED);
+        return err_set(err, errlen, ERR_LIMIT, "ADD: guided spec of %u bytes, at most %u",
+                       m->n_guided, WIRE_MAX_GUIDED);
     if (m->n_guided && !m->guided)
-        return fail(err, errlen, ERR_INVAL, "ADD: guided spec of %u bytes but no bytes",
-                    m->n_guided);
+        return err_set(err, errlen, ERR_INVAL, "ADD: guided spec of %u bytes but no bytes",
+                       m->n_guided);
     int rc = check_ids(m->prompt, m->n_prompt, WIRE_MAX_PROMPT, "ADD prompt", err, errlen);
     return rc ? rc : check_sampling(&m->sp, err, errlen);
 }
@@ -129,22 +116,22 @@ static int check_add(const struct wire_add *m, char *err, size_t errlen)
 static int check_hello(const struct wire_hello *m, char *err, size_t errlen)
 {
     if (m->proto_version < 1)
-        return fail(err, errlen, ERR_RANGE, "HELLO: protocol version 0");
+        return err_set(err, errlen, ERR_RANGE, "HELLO: protocol version 0");
     if (m->n_model < 1 || m->n_model > WIRE_MAX_STRING)
-        return fail(err, errlen, ERR_LIMIT, "HELLO: model name of %u bytes, 1 to %d allowed",
-                    m->n_model, WIRE_MAX_STRING);
+        return err_set(err, errlen, ERR_LIMIT, "HELLO: model name of %u bytes, 1 to %d allowed",
+                       m->n_model, WIRE_MAX_STRING);
     if (!m->model)
-        return fail(err, errlen, ERR_INVAL, "HELLO: no model name");
+        return err_set(err, errlen, ERR_INVAL, "HELLO: no model name");
     if (memchr(m->model, '\0', m->n_model))
-        return fail(err, errlen, ERR_RANGE, "HELLO: NUL byte in the model name");
+        return err_set(err, errlen, ERR_RANGE, "HELLO: NUL byte in the model name");
     if (!m->max_model_len || !m->vocab_size || !m->block_size || !m->max_num_seqs ||
         !m->max_num_batched_tokens)
-        return fail(err, errlen, ERR_RANGE, "HELLO: a zero model or scheduler limit");
+        return err_set(err, errlen, ERR_RANGE, "HELLO: a zero model or scheduler limit");
     if (m->max_logprobs > SAMPLING_MAX_LOGPROBS)
-        return fail(err, errlen, ERR_RANGE, "HELLO: max_logprobs %u > %d", m->max_logprobs,
-                    SAMPLING_MAX_LOGPROBS);
+        return err_set(err, errlen, ERR_RANGE, "HELLO: max_logprobs %u > %d", m->max_logprobs,
+                       SAMPLING_MAX_LOGPROBS);
     if (m->state > WIRE_FATAL)
-        return fail(err, errlen, ERR_RANGE, "HELLO: unknown engine state %u", m->state);
+        return err_set(err, errlen, ERR_RANGE, "HELLO: unknown engine state %u", m->state);
     return 0;
 }
 
@@ -153,53 +140,53 @@ static int check_logprobs(const struct wire_logprobs *lp, uint32_t n, uint32_t s
                           size_t errlen)
 {
     if (lp->n_top > SAMPLING_MAX_LOGPROBS)
-        return fail(err, errlen, ERR_LIMIT, "TOKENS seq %u: %u top logprobs, at most %d", seq,
-                    lp->n_top, SAMPLING_MAX_LOGPROBS);
+        return err_set(err, errlen, ERR_LIMIT, "TOKENS seq %u: %u top logprobs, at most %d", seq,
+                       lp->n_top, SAMPLING_MAX_LOGPROBS);
     size_t nt = (size_t)n * lp->n_top;
     if ((n && !lp->logprob) || (nt && (!lp->top_ids || !lp->top_logprobs)))
-        return fail(err, errlen, ERR_INVAL, "TOKENS seq %u: logprob arrays missing", seq);
+        return err_set(err, errlen, ERR_INVAL, "TOKENS seq %u: logprob arrays missing", seq);
     for (uint32_t i = 0; i < n; i++)
         if (!(lp->logprob[i] < INFINITY))
-            return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: logprob %g at %u", seq,
-                        (double)lp->logprob[i], i);
+            return err_set(err, errlen, ERR_RANGE, "TOKENS seq %u: logprob %g at %u", seq,
+                           (double)lp->logprob[i], i);
     for (size_t i = 0; i < nt; i++)
         if (!(lp->top_logprobs[i] < INFINITY) || lp->top_ids[i] < 0)
-            return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: top logprob %g of id %d", seq,
-                        (double)lp->top_logprobs[i], lp->top_ids[i]);
+            return err_set(err, errlen, ERR_RANGE, "TOKENS seq %u: top logprob %g of id %d", seq,
+                           (double)lp->top_logprobs[i], lp->top_ids[i]);
     return 0;
 }
 
 static int check_seq(const struct wire_seq_out *s, uint32_t i, char *err, size_t errlen)
 {
     if (s->choice >= WIRE_MAX_CHOICES || s->finish > WIRE_FINISH_ERROR)
-        return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: choice %u or finish %u out of range", i,
-                    s->choice, s->finish);
-    if (s->stop_reason < -1 || (s->stop_reason >= 0 && s->finish != WIRE_FINISH_STOP &&
-                                (s->finish != WIRE_FINISH_ERROR ||
-                                 s->stop_reason > WIRE_ERROR_MAX_)))
-        return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: stop reason %d with finish %u", i,
-                    s->stop_reason, s->finish);
+        return err_set(err, errlen, ERR_RANGE, "TOKENS seq %u: choice %u or finish %u out of range",
+                       i, s->choice, s->finish);
+    if (s->stop_reason < -1 ||
+        (s->stop_reason >= 0 && s->finish != WIRE_FINISH_STOP &&
+         (s->finish != WIRE_FINISH_ERROR || s->stop_reason > WIRE_ERROR_MAX_)))
+        return err_set(err, errlen, ERR_RANGE, "TOKENS seq %u: stop reason %d with finish %u", i,
+                       s->stop_reason, s->finish);
     if (s->n_cached_tokens > s->n_prompt_tokens)
-        return fail(err, errlen, ERR_RANGE, "TOKENS seq %u: %u cached of %u prompt tokens", i,
-                    s->n_cached_tokens, s->n_prompt_tokens);
+        return err_set(err, errlen, ERR_RANGE, "TOKENS seq %u: %u cached of %u prompt tokens", i,
+                       s->n_cached_tokens, s->n_prompt_tokens);
     int rc = check_ids(s->ids, s->n_ids, WIRE_MAX_NEW_TOKENS, "TOKENS ids", err, errlen);
     if (rc || (s->has_logprobs && (rc = check_logprobs(&s->lp, s->n_ids, i, err, errlen))))
         return rc;
     if (!s->has_prompt_logprobs)
         return 0;
     if (s->n_prompt_lp > WIRE_MAX_PROMPT)
-        return fail(err, errlen, ERR_LIMIT, "TOKENS seq %u: %u prompt logprobs, at most %u", i,
-                    s->n_prompt_lp, WIRE_MAX_PROMPT);
+        return err_set(err, errlen, ERR_LIMIT, "TOKENS seq %u: %u prompt logprobs, at most %u", i,
+                       s->n_prompt_lp, WIRE_MAX_PROMPT);
     return check_logprobs(&s->prompt_lp, s->n_prompt_lp, i, err, errlen);
 }
 
 static int check_tokens(const struct wire_tokens *m, char *err, size_t errlen)
 {
     if (m->n_seqs < 1 || m->n_seqs > WIRE_MAX_ITEMS)
-        return fail(err, errlen, ERR_LIMIT, "TOKENS: %u sequences, 1 to %d allowed", m->n_seqs,
-                    WIRE_MAX_ITEMS);
+        return err_set(err, errlen, ERR_LIMIT, "TOKENS: %u sequences, 1 to %d allowed", m->n_seqs,
+                       WIRE_MAX_ITEMS);
     if (!m->seqs)
-        return fail(err, errlen, ERR_INVAL, "TOKENS: no sequences array");
+        return err_set(err, errlen, ERR_INVAL, "TOKENS: no sequences array");
     for (uint32_t i = 0; i < m->n_seqs; i++) {
         int rc = check_seq(&m->seqs[i], i, err, errlen);
         if (rc)
@@ -212,7 +199,7 @@ static int check_tokens(const struct wire_tokens *m, char *err, size_t errlen)
 static int check_load(const char *what, uint32_t used, uint32_t total, char *err, size_t errlen)
 {
     if (used > total)
-        return fail(err, errlen, ERR_RANGE, "%s: %u of %u KV blocks used", what, used, total);
+        return err_set(err, errlen, ERR_RANGE, "%s: %u of %u KV blocks used", what, used, total);
     return 0;
 }
 
@@ -223,24 +210,24 @@ int wire_check(const struct wire_msg *m, char *err, size_t errlen)
     case WIRE_ADD: return check_add(&m->u.add, err, errlen);
     case WIRE_ABORT:
         if (m->u.aborts.n_ids < 1 || m->u.aborts.n_ids > WIRE_MAX_ITEMS)
-            return fail(err, errlen, ERR_LIMIT, "ABORT: %u ids, 1 to %d allowed", m->u.aborts.n_ids,
-                        WIRE_MAX_ITEMS);
+            return err_set(err, errlen, ERR_LIMIT, "ABORT: %u ids, 1 to %d allowed",
+                           m->u.aborts.n_ids, WIRE_MAX_ITEMS);
         if (!m->u.aborts.ids)
-            return fail(err, errlen, ERR_INVAL, "ABORT: no ids array");
+            return err_set(err, errlen, ERR_INVAL, "ABORT: no ids array");
         return 0;
     case WIRE_TOKENS: return check_tokens(&m->u.tokens, err, errlen);
     case WIRE_STATS:
         if (m->u.stats.prefix_hit_tokens > m->u.stats.prefix_query_tokens)
-            return fail(err, errlen, ERR_RANGE, "STATS: more prefix hits than queries");
+            return err_set(err, errlen, ERR_RANGE, "STATS: more prefix hits than queries");
         return check_load("STATS", m->u.stats.kv_blocks_used, m->u.stats.kv_blocks_total, err,
                           errlen);
     case WIRE_HEARTBEAT:
         if (m->u.hb.state > WIRE_FATAL)
-            return fail(err, errlen, ERR_RANGE, "HEARTBEAT: unknown state %u", m->u.hb.state);
+            return err_set(err, errlen, ERR_RANGE, "HEARTBEAT: unknown state %u", m->u.hb.state);
         return check_load("HEARTBEAT", m->u.hb.kv_blocks_used, m->u.hb.kv_blocks_total, err,
                           errlen);
     }
-    return fail(err, errlen, ERR_UNSUPPORTED, "unknown message type %u", m->type);
+    return err_set(err, errlen, ERR_UNSUPPORTED, "unknown message type %u", m->type);
 }
 
 /* ---- encoder ---- */
@@ -450,8 +437,8 @@ int wire_encode(struct buf *out, const struct wire_msg *m, char *err, size_t err
             out->n = start;
             out->p[start] = '\0';
         }
-        return fail(err, errlen, w.rc, "%s: encoding failed (%s)", wire_type_name(m->type),
-                    w.rc == ERR_LIMIT ? "size limit" : "out of memory");
+        return err_set(err, errlen, w.rc, "%s: encoding failed (%s)", wire_type_name(m->type),
+                       w.rc == ERR_LIMIT ? "size limit" : "out of memory");
     }
     uint8_t *len = (uint8_t *)out->p + start + 8;
     for (int i = 0; i < 4; i++)

@@ -25,19 +25,6 @@ struct rd {
     int rc; /* the first failure, 0 until one */
 };
 
-/* fail: writes the reason into err (when there is room) and returns code. */
-__attribute__((format(printf, 4, 5))) static int fail(char *err, size_t errlen, int code,
-                                                      const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* rd_fail: records the reader's first failure, with the type and the absolute offset. */
 __attribute__((format(printf, 3, 4))) static void rd_fail(struct rd *r, int code, const char *fmt,
                                                           ...)
@@ -50,8 +37,8 @@ __attribute__((format(printf, 3, 4))) static void rd_fail(struct rd *r, int code
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    fail(r->err, r->errlen, code, "%s at byte %zu: %s", r->what,
-         r->base + WIRE_HEADER_SIZE + r->off, why);
+    err_set(r->err, r->errlen, code, "%s at byte %zu: %s", r->what,
+            r->base + WIRE_HEADER_SIZE + r->off, why);
 }
 
 /* need: whether `size` more bytes are there (a failure otherwise). */
@@ -359,29 +346,31 @@ static int decode_header(const uint8_t *p, size_t n, size_t base, uint16_t *type
                          char *err, size_t errlen)
 {
     if (n < WIRE_HEADER_SIZE)
-        return fail(err, errlen, ERR_PARSE,
-                    "message at byte %zu: truncated header (%zu of %d bytes)", base, n,
-                    WIRE_HEADER_SIZE);
+        return err_set(err, errlen, ERR_PARSE,
+                       "message at byte %zu: truncated header (%zu of %d bytes)", base, n,
+                       WIRE_HEADER_SIZE);
     uint32_t magic =
         (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     uint16_t version = (uint16_t)(p[4] | p[5] << 8);
     *type = (uint16_t)(p[6] | p[7] << 8);
     *body = (uint32_t)p[8] | (uint32_t)p[9] << 8 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 24;
     if (magic != WIRE_MAGIC)
-        return fail(err, errlen, ERR_PARSE, "message at byte %zu: bad magic 0x%08x", base, magic);
+        return err_set(err, errlen, ERR_PARSE, "message at byte %zu: bad magic 0x%08x", base,
+                       magic);
     if (version != WIRE_VERSION)
-        return fail(err, errlen, ERR_UNSUPPORTED,
-                    "message at byte %zu: version %u, this build speaks %d", base, version,
-                    WIRE_VERSION);
+        return err_set(err, errlen, ERR_UNSUPPORTED,
+                       "message at byte %zu: version %u, this build speaks %d", base, version,
+                       WIRE_VERSION);
     if (*type < 1 || *type > WIRE_TYPE_MAX_)
-        return fail(err, errlen, ERR_UNSUPPORTED, "message at byte %zu: unknown type %u", base,
-                    *type);
+        return err_set(err, errlen, ERR_UNSUPPORTED, "message at byte %zu: unknown type %u", base,
+                       *type);
     if (*body > WIRE_MAX_BODY)
-        return fail(err, errlen, ERR_LIMIT, "%s at byte %zu: body of %u bytes, at most %u",
-                    wire_type_name(*type), base, *body, WIRE_MAX_BODY);
+        return err_set(err, errlen, ERR_LIMIT, "%s at byte %zu: body of %u bytes, at most %u",
+                       wire_type_name(*type), base, *body, WIRE_MAX_BODY);
     if (*body > n - WIRE_HEADER_SIZE)
-        return fail(err, errlen, ERR_PARSE, "%s at byte %zu: body of %u bytes, %zu in the buffer",
-                    wire_type_name(*type), base, *body, n - WIRE_HEADER_SIZE);
+        return err_set(err, errlen, ERR_PARSE,
+                       "%s at byte %zu: body of %u bytes, %zu in the buffer", wire_type_name(*type),
+                       base, *body, n - WIRE_HEADER_SIZE);
     return 0;
 }
 
@@ -401,12 +390,12 @@ static int decode_at(const uint8_t *p, size_t n, size_t base, size_t *used, stru
     if (r.rc)
         return r.rc;
     if (r.off != r.n)
-        return fail(err, errlen, ERR_PARSE, "%s at byte %zu: %zu bytes left over in the body",
-                    r.what, base, r.n - r.off);
+        return err_set(err, errlen, ERR_PARSE, "%s at byte %zu: %zu bytes left over in the body",
+                       r.what, base, r.n - r.off);
     char why[200];
     rc = wire_check(out, why, sizeof why);
     if (rc)
-        return fail(err, errlen, rc, "%s (message at byte %zu)", why, base);
+        return err_set(err, errlen, rc, "%s (message at byte %zu)", why, base);
     *used = WIRE_HEADER_SIZE + (size_t)body;
     return 0;
 }
@@ -432,7 +421,8 @@ int wire_iter_next(struct wire_iter *it, struct wire_msg *out, struct arena *a, 
         return 0;
     if (it->n_msgs >= WIRE_MAX_ITEMS) {
         it->off = it->n;
-        return fail(err, errlen, ERR_LIMIT, "more than %d messages in one buffer", WIRE_MAX_ITEMS);
+        return err_set(err, errlen, ERR_LIMIT, "more than %d messages in one buffer",
+                       WIRE_MAX_ITEMS);
     }
     size_t used;
     int rc = decode_at(it->p + it->off, it->n - it->off, it->off, &used, out, a, err, errlen);

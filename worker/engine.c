@@ -4,7 +4,6 @@
  */
 #include "worker/engine.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,18 +34,6 @@ struct engine_config engine_config_default(void)
 }
 
 /* fail: writes the reason to err and returns rc. */
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 /* random_u64: 64 bits from the kernel (time-based when it has none). */
 static uint64_t random_u64(void)
 {
@@ -69,11 +56,11 @@ static int kv_pool(struct engine *e, const struct model_config *mc, int max_len,
     if (blocks > ((size_t)1 << 26))
         blocks = (size_t)1 << 26;
     if ((int64_t)blocks < need)
-        return fail(err, errlen, ERR_RANGE,
-                    "the KV cache (--kv-cache-memory %zu bytes: %zu blocks of %zu bytes) cannot "
-                    "hold one sequence of max_model_len %d (%lld blocks); raise "
-                    "--kv-cache-memory or lower --max-model-len",
-                    c->kv_cache_bytes, blocks, per_block, max_len, (long long)need);
+        return err_set(err, errlen, ERR_RANGE,
+                       "the KV cache (--kv-cache-memory %zu bytes: %zu blocks of %zu bytes) cannot "
+                       "hold one sequence of max_model_len %d (%lld blocks); raise "
+                       "--kv-cache-memory or lower --max-model-len",
+                       c->kv_cache_bytes, blocks, per_block, max_len, (long long)need);
     struct kv_blocks_config kc = {.n_blocks = (int32_t)blocks,
                                   .block_size = c->block_size,
                                   .max_seqs = c->max_num_seqs,
@@ -81,13 +68,13 @@ static int kv_pool(struct engine *e, const struct model_config *mc, int max_len,
                                   .disable_prefix_caching = !c->enable_prefix_caching};
     e->kv_region_bytes = kv_blocks_bytes(&kc);
     if (!e->kv_region_bytes)
-        return fail(err, errlen, ERR_RANGE, "KV block manager limits out of range");
+        return err_set(err, errlen, ERR_RANGE, "KV block manager limits out of range");
     /* shared: every rank may read the block tables (kv_blocks.h) */
-    void *p = mmap(NULL, e->kv_region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, e->kv_region_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        return fail(err, errlen, ERR_NOMEM, "cannot map %zu bytes for the KV block manager",
-                    e->kv_region_bytes);
+        return err_set(err, errlen, ERR_NOMEM, "cannot map %zu bytes for the KV block manager",
+                       e->kv_region_bytes);
     e->kv_region = p;
     *n_blocks = (int)blocks;
     return kv_blocks_init(p, e->kv_region_bytes, &kc, &e->kb);
@@ -97,18 +84,18 @@ static int kv_pool(struct engine *e, const struct model_config *mc, int max_len,
 static int check_config(const struct engine_config *c, char *err, size_t errlen)
 {
     if (!c->model_dir || !c->addr)
-        return fail(err, errlen, ERR_INVAL, "a model directory and an address are required");
+        return err_set(err, errlen, ERR_INVAL, "a model directory and an address are required");
     if (c->tp_size < 1 || c->tp_size > 64 || c->block_size < 1 || c->block_size > 4096 ||
         c->max_num_seqs < 1 || c->max_num_seqs > 65536 || c->max_num_batched_tokens < 1 ||
-        c->max_num_batched_tokens > (1 << 20) || c->max_waiting < 1 ||
-        c->max_waiting > (1 << 20) || c->max_model_len < 0 || c->frontend_timeout_ms < 100)
-        return fail(err, errlen, ERR_RANGE, "an engine limit is out of range");
+        c->max_num_batched_tokens > (1 << 20) || c->max_waiting < 1 || c->max_waiting > (1 << 20) ||
+        c->max_model_len < 0 || c->frontend_timeout_ms < 100)
+        return err_set(err, errlen, ERR_RANGE, "an engine limit is out of range");
     return 0;
 }
 
 /* start_model: ranks 1..N-1, then rank 0's backend and model. */
-static int start_model(struct engine *e, const struct model_config *mc, int max_len,
-                       int n_blocks, char *err, size_t errlen)
+static int start_model(struct engine *e, const struct model_config *mc, int max_len, int n_blocks,
+                       char *err, size_t errlen)
 {
     const struct engine_config *c = &e->cfg;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -126,13 +113,13 @@ static int start_model(struct engine *e, const struct model_config *mc, int max_
                                   .tp_size = c->tp_size,
                                   .threads_per_rank = threads,
                                   .opts = mo,
-                                  .max_allreduce = (size_t)c->max_num_batched_tokens *
-                                                   (size_t)mc->hidden_size};
+                                  .max_allreduce =
+                                      (size_t)c->max_num_batched_tokens * (size_t)mc->hidden_size};
     int r = rank_pool_start(&rc, &e->ranks, err, errlen);
     if (r)
         return r;
     if ((r = backend_cpu_new(threads, BACKEND_SIMD_AUTO, &e->be)) != 0)
-        return fail(err, errlen, r, "cannot start the CPU backend");
+        return err_set(err, errlen, r, "cannot start the CPU backend");
     mo.backend = e->be;
     rank_pool_model_opts(e->ranks, &mo);
     r = model_load(c->model_dir, &mo, &e->m, err, errlen);
@@ -166,8 +153,8 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
     e->max_model_len = max_len;
     int rc = scheduler_new(&sc, e->kb, &e->sched);
     if (rc)
-        return fail(err, errlen, rc, "scheduler limits out of range (max_num_seqs %d)",
-                    c->max_num_seqs);
+        return err_set(err, errlen, rc, "scheduler limits out of range (max_num_seqs %d)",
+                       c->max_num_seqs);
     size_t ns = (size_t)c->max_num_seqs;
     e->n_reqs = (uint32_t)(c->max_waiting + c->max_num_seqs);
     size_t np = (size_t)e->plp_rows;
@@ -186,9 +173,9 @@ static int start_scheduler(struct engine *e, int max_len, char *err, size_t errl
     if (e->req_index)
         memset(e->req_index, 0xff, e->index_cap * sizeof *e->req_index);
     if (sampler_scratch_init(&e->scratch, e->vocab) || !e->logits || !e->sampled || !e->lps ||
-        !e->reqs || !e->req_index || !e->plp || !e->plp_targets || !e->plp_lp ||
-        !e->plp_top_ids || !e->plp_top_lps)
-        return fail(err, errlen, ERR_NOMEM, "out of memory for the engine's step buffers");
+        !e->reqs || !e->req_index || !e->plp || !e->plp_targets || !e->plp_lp || !e->plp_top_ids ||
+        !e->plp_top_lps)
+        return err_set(err, errlen, ERR_NOMEM, "out of memory for the engine's step buffers");
     return 0;
 }
 
@@ -197,7 +184,7 @@ static int start_socket(struct engine *e, char *err, size_t errlen)
 {
     int rc = mq_context_new(&e->ctx);
     if (rc)
-        return fail(err, errlen, rc, "cannot create the ZeroMQ context");
+        return err_set(err, errlen, rc, "cannot create the ZeroMQ context");
     struct mq_opts o;
     mq_opts_init(&o, e->ctx, e->cfg.addr);
     if ((rc = mq_engine_open(&o, &e->mq, err, errlen)) != 0)
@@ -216,18 +203,20 @@ int engine_new(const struct engine_config *c, struct engine **out, char *err, si
     if ((rc = model_config_load(c->model_dir, &mc, err, errlen)) != 0)
         return rc;
     if (mc.num_kv_heads % c->tp_size || mc.num_heads % c->tp_size)
-        return fail(err, errlen, ERR_RANGE,
-                    "--tensor-parallel-size %d must divide the %d attention heads and %d KV heads",
-                    c->tp_size, mc.num_heads, mc.num_kv_heads);
+        return err_set(
+            err, errlen, ERR_RANGE,
+            "--tensor-parallel-size %d must divide the %d attention heads and %d KV heads",
+            c->tp_size, mc.num_heads, mc.num_kv_heads);
     int longest = model_longest_len(&mc), max_len = c->max_model_len ? c->max_model_len : longest;
     if (max_len > longest)
-        return fail(err, errlen, ERR_RANGE, "--max-model-len %d is longer than the model's %d",
-                    max_len, longest);
+        return err_set(err, errlen, ERR_RANGE, "--max-model-len %d is longer than the model's %d",
+                       max_len, longest);
     struct engine *e = calloc(1, sizeof *e);
     if (!e)
-        return fail(err, errlen, ERR_NOMEM, "out of memory");
+        return err_set(err, errlen, ERR_NOMEM, "out of memory");
     e->cfg = *c;
-    snprintf(e->model_name, sizeof e->model_name, "%s", c->model_name ? c->model_name : c->model_dir);
+    snprintf(e->model_name, sizeof e->model_name, "%s",
+             c->model_name ? c->model_name : c->model_dir);
     e->cfg.model_name = e->model_name;
     e->state = WIRE_STARTING;
     e->epoch = (uint64_t)time(NULL) * 1000000u + (random_u64() % 1000000u);
@@ -238,8 +227,8 @@ int engine_new(const struct engine_config *c, struct engine **out, char *err, si
     /* prompt-logprob rows: at most 64 MiB of logits a step, 16 .. 256 rows */
     size_t rows = ((size_t)1 << 24) / (size_t)mc.vocab_size;
     rows = rows < 16 ? 16 : rows > 256 ? 256 : rows;
-    e->plp_rows = (int)(rows < (size_t)c->max_num_batched_tokens ? rows
-                                                                 : (size_t)c->max_num_batched_tokens);
+    e->plp_rows =
+        (int)(rows < (size_t)c->max_num_batched_tokens ? rows : (size_t)c->max_num_batched_tokens);
     int n_blocks = 0;
     rc = kv_pool(e, &mc, max_len, &n_blocks, err, errlen);
     if (!rc)
@@ -294,12 +283,12 @@ static int run_step(struct engine *e, double *forward_us, char *err, size_t errl
     struct sched_step step;
     int rc = scheduler_schedule(e->sched, &step);
     if (rc)
-        return fail(err, errlen, rc, "scheduler: %s", err_name(rc));
+        return err_set(err, errlen, rc, "scheduler: %s", err_name(rc));
     if (step.n_tokens == 0)
         return 0;
     struct model_batch b = scheduler_step_batch(&step);
     if ((rc = rank_pool_publish(e->ranks, &b)) != 0)
-        return fail(err, errlen, rc, "a tensor-parallel rank died");
+        return err_set(err, errlen, rc, "a tensor-parallel rank died");
     uint64_t t0 = engine_now_us();
     if ((rc = model_forward(e->m, &b, e->logits, err, errlen)) != 0)
         return rc; /* the scheduler built a batch the model refuses: a bug, loudly */
@@ -308,7 +297,7 @@ static int run_step(struct engine *e, double *forward_us, char *err, size_t errl
     engine_emit_prompt_logprobs(e, &step);
     struct sched_events ev;
     if ((rc = scheduler_commit(e->sched, &step, e->sampled, &ev)) != 0)
-        return fail(err, errlen, rc, "commit: %s", err_name(rc));
+        return err_set(err, errlen, rc, "commit: %s", err_name(rc));
     engine_emit_events(e, &ev);
     e->step++;
     return 1;
@@ -329,18 +318,18 @@ static int run_loop(struct engine *e, volatile sig_atomic_t *stop, char *err, si
         bool idle = scheduler_stats(e->sched).n_requests == 0;
         if (idle && e->state == WIRE_DRAINING) {
             int rc = engine_flush(e);
-            return rc < 0 ? fail(err, errlen, rc, "socket failed while draining") : 0;
+            return rc < 0 ? err_set(err, errlen, rc, "socket failed while draining") : 0;
         }
         int rc = engine_receive(e, idle ? IDLE_WAIT_MS : 0);
         if (rc < 0)
-            return fail(err, errlen, rc, "the engine socket failed (%s)", err_name(rc));
+            return err_set(err, errlen, rc, "the engine socket failed (%s)", err_name(rc));
         uint64_t t0 = engine_now_us();
         double fwd = 0;
         rc = run_step(e, &fwd, err, errlen);
         if (rc < 0)
             return rc;
         if ((rc = engine_flush(e)) < 0)
-            return fail(err, errlen, rc, "the engine socket failed (%s)", err_name(rc));
+            return err_set(err, errlen, rc, "the engine socket failed (%s)", err_name(rc));
         if (fwd > 0) {
             e->overhead_us_sum += (double)(engine_now_us() - t0) - fwd;
             e->overhead_steps++;

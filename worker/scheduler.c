@@ -4,28 +4,12 @@
  */
 #include "worker/scheduler.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
 #include "worker/scheduler_internal.h"
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* fail: writes the reason to err (when given) and returns rc. */
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* config_ok: whether c fits kb (see scheduler_new). */
 static bool config_ok(const struct scheduler_config *c, const struct kv_blocks *kb)
@@ -175,34 +159,34 @@ static int check_request(const struct scheduler *s, const struct sched_request *
                          size_t errlen)
 {
     if (!r || !r->params || (!r->prompt && r->n_prompt))
-        return fail(err, errlen, ERR_INVAL, "missing request, prompt or params");
+        return err_set(err, errlen, ERR_INVAL, "missing request, prompt or params");
     if (s->in_step)
-        return fail(err, errlen, ERR_STATE, "a step is open");
+        return err_set(err, errlen, ERR_STATE, "a step is open");
     const struct sampling_params *p = r->params;
     if (r->n_prompt == 0)
-        return fail(err, errlen, ERR_RANGE, "the prompt is empty");
+        return err_set(err, errlen, ERR_RANGE, "the prompt is empty");
     if (r->n == 0 || r->n > (uint32_t)s->c.max_waiting)
-        return fail(err, errlen, ERR_RANGE, "n must be 1 .. %d", s->c.max_waiting);
+        return err_set(err, errlen, ERR_RANGE, "n must be 1 .. %d", s->c.max_waiting);
     if (p->prompt_logprobs >= 0 && s->c.max_prompt_logprob_rows == 0)
-        return fail(err, errlen, ERR_UNSUPPORTED, "prompt logprobs are not enabled");
+        return err_set(err, errlen, ERR_UNSUPPORTED, "prompt logprobs are not enabled");
     if (p->max_tokens < 1)
-        return fail(err, errlen, ERR_RANGE, "max_tokens must be at least 1");
+        return err_set(err, errlen, ERR_RANGE, "max_tokens must be at least 1");
     uint64_t total = (uint64_t)r->n_prompt + (uint64_t)p->max_tokens;
     if (total > (uint64_t)s->c.max_model_len)
-        return fail(err, errlen, ERR_RANGE,
-                    "prompt (%zu tokens) + max_tokens (%d) exceeds max_model_len %d", r->n_prompt,
-                    (int)p->max_tokens, s->c.max_model_len);
+        return err_set(err, errlen, ERR_RANGE,
+                       "prompt (%zu tokens) + max_tokens (%d) exceeds max_model_len %d",
+                       r->n_prompt, (int)p->max_tokens, s->c.max_model_len);
     uint64_t blocks = (total + (uint64_t)s->c.block_size - 1) / (uint64_t)s->c.block_size;
     if (blocks > (uint64_t)kv_blocks_config_of(s->kb).n_blocks)
-        return fail(err, errlen, ERR_RANGE, "prompt + max_tokens needs %llu KV blocks of %d",
-                    (unsigned long long)blocks, kv_blocks_config_of(s->kb).n_blocks);
+        return err_set(err, errlen, ERR_RANGE, "prompt + max_tokens needs %llu KV blocks of %d",
+                       (unsigned long long)blocks, kv_blocks_config_of(s->kb).n_blocks);
     for (const struct sched_req *q = s->live; q; q = q->next)
         if (q->id == r->id)
-            return fail(err, errlen, ERR_STATE, "request id %llu is already live",
-                        (unsigned long long)r->id);
+            return err_set(err, errlen, ERR_STATE, "request id %llu is already live",
+                           (unsigned long long)r->id);
     if (s->n_waiting + r->n > (size_t)s->c.max_waiting)
-        return fail(err, errlen, ERR_LIMIT, "the waiting queue is full (%d sequences)",
-                    s->c.max_waiting);
+        return err_set(err, errlen, ERR_LIMIT, "the waiting queue is full (%d sequences)",
+                       s->c.max_waiting);
     return 0;
 }
 
@@ -280,11 +264,11 @@ int scheduler_add(struct scheduler *s, const struct sched_request *r, char *err,
     struct sched_req *q;
     rc = req_build(s, r, &q);
     if (rc == ERR_INVAL)
-        return fail(err, errlen, rc,
-                    "invalid sampling params or a token id outside the vocabulary (%zu)",
-                    s->c.vocab);
+        return err_set(err, errlen, rc,
+                       "invalid sampling params or a token id outside the vocabulary (%zu)",
+                       s->c.vocab);
     if (rc)
-        return fail(err, errlen, rc, "out of memory");
+        return err_set(err, errlen, rc, "out of memory");
     q->id = r->id;
     q->key = r->key;
     q->priority = r->priority;
