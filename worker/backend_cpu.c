@@ -3,7 +3,7 @@
  *
  * Every op splits its work over the backend's thread pool (tokens, weight panels, or
  * (token, kv head) pairs) and calls the kernel table picked at creation: AVX-512 (matmul;
- * attention stays AVX2) when the CPU has AVX-512F/BW/VL, else AVX2/FMA/F16C when it has
+ * attention too) when the CPU has AVX-512F/BW/VL, else AVX2/FMA/F16C when it has
  * them, else portable C. Weights are packed once at load into the panel
  * layout of cpu_internal.h, in huge-page-advised anonymous memory. The backend allocates
  * nothing after start-up except through alloc and mat_new.
@@ -267,10 +267,7 @@ struct rows_job {
     size_t n, dim, heads;
     const float *w; /* rmsnorm weight or rope cos_sin */
     float eps;
-    const struct kn_paged_kv *kv;
-    const float *v;
-    size_t ldv;
-    const int32_t *slots;
+    const struct cpu_kernels *k;
 };
 
 /* run_rows: calls fn over token ranges, in parallel when there are enough tokens. */
@@ -332,17 +329,16 @@ static void silu_rows(void *ctx, int i, int n)
     long b, e;
     threadpool_split((long)j->n, 1, i, n, &b, &e);
     for (long t = b; t < e; t++) {
-        const float *g = j->x + (size_t)t * j->ldx, *u = g + j->dim;
-        float *o = j->out + (size_t)t * j->ldo;
-        for (size_t d = 0; d < j->dim; d++)
-            o[d] = g[d] / (1.0f + expf(-g[d])) * u[d];
+        const float *g = j->x + (size_t)t * j->ldx;
+        j->k->silu_mul(j->out + (size_t)t * j->ldo, g, g + j->dim, j->dim);
     }
 }
 
 static void cpu_silu_mul(struct backend *b, float *out, size_t ldo, const float *x, size_t ldx,
                          size_t n, size_t dim)
 {
-    struct rows_job j = {.out = out, .ldo = ldo, .x = x, .ldx = ldx, .n = n, .dim = dim};
+    struct rows_job j = {
+        .out = out, .ldo = ldo, .x = x, .ldx = ldx, .n = n, .dim = dim, .k = cpu_of(b)->k};
     run_rows(cpu_of(b), silu_rows, &j);
 }
 
@@ -391,10 +387,9 @@ static void attn_loop(void *ctx, int i, int n)
 {
     struct attn_job *j = ctx;
     size_t group = j->a.n_heads / j->a.kv->n_kv_heads, per_tok = j->a.kv->n_kv_heads * j->chunks;
-    long b, e;
-    threadpool_split((long)(j->a.n * per_tok), 1, i, n, &b, &e);
-    for (long u = b; u < e; u++) {
-        size_t t = (size_t)u / per_tok, r = (size_t)u % per_tok;
+    /* units dealt in turn, not in ranges: a prompt's later tokens see more keys */
+    for (size_t u = (size_t)i; u < j->a.n * per_tok; u += (size_t)n) {
+        size_t t = u / per_tok, r = u % per_tok;
         size_t g = r / j->chunks, ch = r % j->chunks;
         size_t h0 = g * group + ch * CPU_ATTN_MAX_HEADS;
         size_t h1 =

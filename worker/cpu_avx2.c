@@ -390,4 +390,17 @@ void cpu_avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1)
     }
 }
 
-const struct cpu_kernels cpu_kernels_avx2 = {"avx2", avx2_matmul, cpu_avx2_attend};
+static void avx2_silu_mul(float *out, const float *g, const float *u, size_t dim)
+{
+    size_t d = 0;
+    for (; d + 8 <= dim; d += 8) {
+        __m256 x = _mm256_loadu_ps(g + d);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        __m256 s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(out + d, _mm256_mul_ps(s, _mm256_loadu_ps(u + d)));
+    }
+    for (; d < dim; d++)
+        out[d] = g[d] / (1.0f + expf(-g[d])) * u[d];
+}
+
+const struct cpu_kernels cpu_kernels_avx2 = {"avx2", avx2_matmul, cpu_avx2_attend, avx2_silu_mul};

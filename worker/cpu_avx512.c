@@ -1,15 +1,18 @@
 /*
  * cpu_avx512: the CPU backend's AVX-512 matmul, compiled for AVX-512F whatever the build's
- * -march and only ever called after the CPU reported it (backend_cpu.c). Attention stays
- * with the AVX2 kernel.
+ * -march and only ever called after the CPU reported it (backend_cpu.c). Its attention is
+ * in cpu_avx512_attn.c.
  *
  * A panel's 16 rows are exactly one zmm vector, so: up to MATVEC_MAX_N (8) tokens the weights
  * stream once, widened in registers, two column streams per token (16 accumulators: a decode
  * batch of 8 costs little more than one); beyond, the blocked GEMM of cpu_avx2.c, sweeping
  * panels in pairs with a micro-kernel of up to 12 tokens x 2 panels (24 accumulators of the
  * 32 registers; per column two weight loads and 12 broadcasts for 24 FMAs), an odd last
- * panel alone with tiles of 8, 16 or 24 tokens. On CPUs whose 512-bit FMA doubles the AVX2
- * rate (AMD Zen 5, Intel server cores) that is about twice the AVX2 GEMM's throughput.
+ * panel alone. x is packed in tiles of 12 tokens ([kc][12], 12 KB), so a call's x and the
+ * two widened slices (32 KB) stay in L1; while a pair computes, the next pair's slices are
+ * prefetched into L2 and each call fetches the rows of c the next one reads. On CPUs whose
+ * 512-bit FMA doubles the AVX2 rate (AMD Zen 5, Intel server cores) that is about twice the
+ * AVX2 GEMM's throughput.
  */
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
@@ -19,7 +22,7 @@
 #include "worker/cpu_internal.h"
 
 #define INLINE static inline __attribute__((always_inline))
-#define MR 24 /* tokens per micro-kernel tile; CPU_MC must be a multiple */
+#define MR 12 /* tokens per packed x tile and per micro-kernel call; CPU_MC must be a multiple */
 #define MATVEC_MAX_N 8 /* up to this many tokens, stream the weights once per token group */
 
 _Static_assert(CPU_MC % MR == 0, "CPU_MC must hold whole tiles");
@@ -84,23 +87,22 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, const struct cpu_mm *m, size_t
     const float *bias = w->bias ? w->bias + p * 16 : NULL;
 #pragma GCC unroll 8
     for (int t = 0; t < M; t++)
-        store16(m->out + t * m->ldo + p * 16, _mm512_add_ps(a[0][t], a[1][t]), bias,
-                m->accumulate);
+        store16(m->out + t * m->ldo + p * 16, _mm512_add_ps(a[0][t], a[1][t]), bias, m->accumulate);
 }
 
 /* ukernel: rows [0, M) of c (M <= T) = start + xp[kc][MR] . buf[kc][16], start being c when
- * load_c, else 0, plus bias when given. T (8, 16 or 24, a constant at each call) rows are
- * computed (packed rows past M are zero); only M rows are read and written. */
+ * load_c, else 0, plus bias when given (an odd last panel). T (4, 8 or 12, a constant at each
+ * call) rows are computed (packed rows past M are zero); only M rows are read and written. */
 INLINE void ukernel(int T, int M, const float *buf, size_t kc, const float *xp, float *c,
                     size_t ldc, int load_c, const float *bias)
 {
     __m512 a[MR];
-#pragma GCC unroll 32
+#pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         a[t] = _mm512_setzero_ps();
     for (size_t k = 0; k < kc; k++, buf += 16, xp += MR) {
         __m512 w0 = _mm512_load_ps(buf);
-#pragma GCC unroll 32
+#pragma GCC unroll 16
         for (int t = 0; t < T; t++)
             a[t] = _mm512_fmadd_ps(_mm512_set1_ps(xp[t]), w0, a[t]);
     }
@@ -110,16 +112,19 @@ INLINE void ukernel(int T, int M, const float *buf, size_t kc, const float *xp, 
 
 /* ukernel2: ukernel over two panels at once for up to 12 tokens (T = 4, 8 or 12): 2T
  * accumulators, two weight loads and T broadcasts per column, so the FMAs, not the loads,
- * set the pace. xp is a packed tile's column stream (stride MR) from the first token. */
-INLINE void ukernel2(int T, int M, const float *buf0, const float *buf1, size_t kc,
-                     const float *xp, float *c0, float *c1, size_t ldc, int load_c,
-                     const float *bias0, const float *bias1)
+ * set the pace. xp is a packed tile ([kc][MR]). pf, when not NULL, is kc * 16 bytes that the
+ * next call will need from memory, fetched into L2 a line every four columns meanwhile. */
+INLINE void ukernel2(int T, int M, const float *buf0, const float *buf1, size_t kc, const float *xp,
+                     float *c0, float *c1, size_t ldc, int load_c, const float *bias0,
+                     const float *bias1, const char *pf)
 {
     __m512 a[12][2];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         a[t][0] = a[t][1] = _mm512_setzero_ps();
     for (size_t k = 0; k < kc; k++, buf0 += 16, buf1 += 16, xp += MR) {
+        if (pf && (k & 3) == 0)
+            _mm_prefetch(pf + k * 16, _MM_HINT_T1);
         __m512 w0 = _mm512_load_ps(buf0), w1 = _mm512_load_ps(buf1);
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
@@ -135,9 +140,14 @@ INLINE void ukernel2(int T, int M, const float *buf0, const float *buf1, size_t 
 }
 
 /* pack_x: rows [i0, i0+mc) and columns [k0, k0+kc) of x as tiles of MR rows, each [kc][MR],
- * rows past mc in the last tile zero. */
+ * rows past mc in the last tile zero. A row is read 16 columns at a time (scattered into the
+ * tile) while the next row is fetched: x is a whole activation (megabytes), mostly not in
+ * L1, and a row's kc columns are too short a stream for the hardware prefetcher. */
 static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size_t kc, float *xp)
 {
+    const __m512i idx =
+        _mm512_setr_epi32(0, MR, 2 * MR, 3 * MR, 4 * MR, 5 * MR, 6 * MR, 7 * MR, 8 * MR, 9 * MR,
+                          10 * MR, 11 * MR, 12 * MR, 13 * MR, 14 * MR, 15 * MR);
     for (size_t t = 0; t < mc; t += MR) {
         size_t rows = mc - t < MR ? mc - t : MR;
         float *tile = xp + t * kc;
@@ -145,7 +155,13 @@ static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size
             memset(tile, 0, kc * MR * sizeof *tile);
         for (size_t r = 0; r < rows; r++) {
             const float *src = m->x + (i0 + t + r) * m->ldx + k0;
-            for (size_t k = 0; k < kc; k++)
+            const char *next = (const char *)(src + (t + r + 1 < mc ? m->ldx : 0));
+            size_t k = 0;
+            for (; k + 16 <= kc; k += 16) {
+                _mm_prefetch(next + k * 4, _MM_HINT_T0);
+                _mm512_i32scatter_ps(tile + k * MR + r, idx, _mm512_loadu_ps(src + k), 4);
+            }
+            for (; k < kc; k++)
                 tile[k * MR + r] = src[k];
         }
     }
@@ -177,20 +193,31 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                 widen_slice(dt, pp + cols * 16 * esz, k0, kc, buf1);
                 const float *b0 = first && w->bias ? w->bias + p * 16 : NULL;
                 const float *b1 = b0 ? b0 + 16 : NULL;
-                for (size_t t = 0; t < mc; t += 12) {
-                    int rows = (int)(mc - t < 12 ? mc - t : 12);
-                    /* token t sits in tile t / MR at row t % MR */
-                    const float *x = xp + (t / MR) * MR * kc + t % MR;
+                /* the next pair's two slices (slice bytes each), a call's share at a time */
+                const char *next = p + 4 <= p1 ? pp + 2 * cols * 16 * esz + k0 * 16 * esz : NULL;
+                size_t slice = kc * 16 * esz, share = kc * 16;
+                for (size_t t = 0, j = 0; t < mc; t += MR, j++) {
+                    int rows = (int)(mc - t < MR ? mc - t : MR);
+                    const float *x = xp + t * kc;
                     float *c = m->out + (i0 + t) * m->ldo + p * 16;
+                    size_t off = j * share;
+                    if (t + MR < mc) /* the next tile's rows of c, which the loop reads next */
+                        for (size_t r = 0; r < MR; r++) {
+                            _mm_prefetch((const char *)(c + (MR + r) * m->ldo), _MM_HINT_T0);
+                            _mm_prefetch((const char *)(c + (MR + r) * m->ldo + 16), _MM_HINT_T0);
+                        }
+                    const char *pf = !next || off >= 2 * slice ? NULL
+                                     : off < slice             ? next + off
+                                                   : next + cols * 16 * esz + off - slice;
                     if (rows > 8)
-                        ukernel2(12, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0,
-                                 b1);
+                        ukernel2(12, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
+                                 pf);
                     else if (rows > 4)
-                        ukernel2(8, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0,
-                                 b1);
+                        ukernel2(8, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
+                                 pf);
                     else
-                        ukernel2(4, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0,
-                                 b1);
+                        ukernel2(4, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
+                                 pf);
                 }
             }
             for (; p < p1; p++) {
@@ -201,12 +228,12 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                     int rows = (int)(mc - t < MR ? mc - t : MR);
                     const float *x = xp + t * kc;
                     float *c = m->out + (i0 + t) * m->ldo + p * 16;
-                    if (rows > 16)
-                        ukernel(24, rows, scratch, kc, x, c, m->ldo, load_c, bias);
-                    else if (rows > 8)
-                        ukernel(16, rows, scratch, kc, x, c, m->ldo, load_c, bias);
-                    else
+                    if (rows > 8)
+                        ukernel(12, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                    else if (rows > 4)
                         ukernel(8, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                    else
+                        ukernel(4, rows, scratch, kc, x, c, m->ldo, load_c, bias);
                 }
             }
         }
@@ -243,4 +270,5 @@ static void avx512_matmul(const struct cpu_mm *m, size_t p0, size_t p1, float *s
     }
 }
 
-const struct cpu_kernels cpu_kernels_avx512 = {"avx512", avx512_matmul, cpu_avx2_attend};
+const struct cpu_kernels cpu_kernels_avx512 = {"avx512", avx512_matmul, cpu_avx512_attend,
+                                               cpu_avx512_silu_mul};

@@ -67,7 +67,7 @@ struct cpu_attn {
 };
 
 #define CPU_KC 256 /* GEMM: columns per block (a panel slice of 16 KB in fp32) */
-#define CPU_MC 96  /* GEMM: tokens per block */
+#define CPU_MC 192 /* GEMM: tokens per block (packed x: 192 KB, in L2) */
 /* scratch per thread: two widened panel slices (AVX-512 sweeps panels in pairs; AVX2 uses
  * one) and the packed x */
 #define CPU_SCRATCH_FLOATS (2 * CPU_KC * 16 + CPU_MC * CPU_KC)
@@ -80,15 +80,24 @@ struct cpu_kernels {
     void (*matmul)(const struct cpu_mm *m, size_t p0, size_t p1, float *scratch);
     /* attention for token i and query heads [h0, h1) (all of one kv head). */
     void (*attend)(const struct cpu_attn *a, size_t i, size_t h0, size_t h1);
+    /* out[d] = silu(g[d]) * u[d] for d < dim (silu(x) = x / (1 + e^-x)). */
+    void (*silu_mul)(float *out, const float *g, const float *u, size_t dim);
 };
 
 extern const struct cpu_kernels cpu_kernels_scalar;
 extern const struct cpu_kernels cpu_kernels_avx2;
-extern const struct cpu_kernels cpu_kernels_avx512; /* AVX-512 matmul, AVX2 attention */
+extern const struct cpu_kernels cpu_kernels_avx512;
 
 /* cpu_avx2_attend: the AVX2 attention kernel (cpu_kernels_avx2.attend), shared with the
  * AVX-512 table. */
 void cpu_avx2_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1);
+
+/* cpu_avx512_attend: the AVX-512 attention kernel (cpu_kernels_avx512.attend); head dims
+ * that are not a multiple of 16 or exceed 256 go to cpu_avx2_attend. */
+void cpu_avx512_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t h1);
+
+/* cpu_avx512_silu_mul: cpu_kernels_avx512.silu_mul. */
+void cpu_avx512_silu_mul(float *out, const float *g, const float *u, size_t dim);
 
 /* cpu_attn_first: the first key position token i sees. */
 static inline size_t cpu_attn_first(const struct cpu_attn *a, size_t p)

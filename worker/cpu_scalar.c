@@ -78,4 +78,11 @@ static void scalar_attend(const struct cpu_attn *a, size_t i, size_t h0, size_t 
     }
 }
 
-const struct cpu_kernels cpu_kernels_scalar = {"scalar", scalar_matmul, scalar_attend};
+static void scalar_silu_mul(float *out, const float *g, const float *u, size_t dim)
+{
+    for (size_t d = 0; d < dim; d++)
+        out[d] = g[d] / (1.0f + expf(-g[d])) * u[d];
+}
+
+const struct cpu_kernels cpu_kernels_scalar = {"scalar", scalar_matmul, scalar_attend,
+                                               scalar_silu_mul};

@@ -97,14 +97,15 @@ static void matmul_suite(enum backend_simd simd)
         return;
     REQUIRE(rc == 0);
     enum kn_dtype types[3] = {KN_BF16, KN_F16, KN_F32};
-    size_t ns[] = {1, 2, 3, 4, 5, 6, 7, 13, 97, 100};
+    size_t ns[] = {1, 2, 3, 4, 5, 6, 7, 9, 13, 20, 97, 100};
     for (int ti = 0; ti < 3; ti++)
         for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
             check_matmul(b, types[ti], 37, 11, 300, ns[k], k & 1, 0);
             check_matmul(b, types[ti], 16, 32, 64, ns[k], 1, 1);
         }
     check_matmul(b, KN_BF16, 5, 1, 1, 3, 0, 0);
-    check_matmul(b, KN_BF16, 64, 64, 600, 130, 1, 1); /* several column and token blocks */
+    check_matmul(b, KN_BF16, 64, 64, 600, 130, 1, 1); /* several column blocks */
+    check_matmul(b, KN_F16, 64, 48, 520, 203, 1, 0);  /* and token blocks (CPU_MC 192) */
     b->ops->destroy(b);
 }
 
@@ -167,12 +168,49 @@ TEST(attention_matches_reference)
         if (rc == ERR_UNSUPPORTED)
             continue;
         REQUIRE(rc == 0);
-        check_attention(b, 8, 4, 8, 16, 0);   /* stories260K's shape */
-        check_attention(b, 8, 8, 64, 16, 0);  /* MHA */
-        check_attention(b, 12, 1, 16, 8, 0);  /* MQA, more than 8 heads per kv head */
-        check_attention(b, 4, 2, 12, 16, 0);  /* head_dim not a multiple of 8 */
-        check_attention(b, 4, 2, 32, 32, 20); /* sliding window */
-        check_attention(b, 4, 2, 32, 5, 7);   /* odd block size */
+        check_attention(b, 8, 4, 8, 16, 0);    /* stories260K's shape */
+        check_attention(b, 8, 8, 64, 16, 0);   /* MHA */
+        check_attention(b, 12, 1, 16, 8, 0);   /* MQA, more than 8 heads per kv head */
+        check_attention(b, 4, 2, 12, 16, 0);   /* head_dim not a multiple of 8 */
+        check_attention(b, 4, 2, 32, 32, 20);  /* sliding window */
+        check_attention(b, 4, 2, 32, 5, 7);    /* odd block size */
+        check_attention(b, 32, 4, 64, 16, 0);  /* TinyLlama's shape: 8 heads per kv head */
+        check_attention(b, 28, 4, 128, 16, 0); /* Qwen2.5-7B's: 7 heads per kv head */
+        check_attention(b, 8, 2, 48, 16, 0);   /* head_dim 16 past a multiple of 32 */
+        check_attention(b, 4, 4, 256, 16, 0);  /* the largest head_dim of the AVX-512 kernel */
+        check_attention(b, 2, 1, 272, 16, 0);  /* beyond it */
+        b->ops->destroy(b);
+    }
+}
+
+/* silu_mul at every SIMD level against libm in double, over the range where the exponential
+ * saturates as well (rows of [g | u], more tokens than run on one thread, a ragged width). */
+TEST(silu_mul_matches_libm)
+{
+    enum backend_simd levels[3] = {BACKEND_SIMD_AVX512, BACKEND_SIMD_AVX2, BACKEND_SIMD_SCALAR};
+    enum { N = 11, DIM = 37, LDX = 2 * DIM + 3, LDO = DIM + 1 };
+    static const float edge[] = {-1000.0f, -100.0f, -88.5f, -87.0f, -20.0f, -1e-8f, 0.0f,
+                                 1e-8f,    0.5f,    20.0f,  87.0f,  88.5f,  100.0f};
+    float x[N * LDX], got[N * LDO];
+    for (size_t i = 0; i < N * LDX; i++)
+        x[i] = frand() * 12;
+    for (size_t i = 0; i < sizeof edge / sizeof *edge; i++)
+        x[i] = x[LDX + 16 + i] = edge[i];
+    for (int l = 0; l < 3; l++) {
+        struct backend *b;
+        int rc = backend_cpu_new(2, levels[l], &b);
+        if (rc == ERR_UNSUPPORTED)
+            continue;
+        REQUIRE(rc == 0);
+        b->ops->silu_mul(b, got, LDO, x, LDX, N, DIM);
+        for (size_t t = 0; t < N; t++)
+            for (size_t d = 0; d < DIM; d++) {
+                double g = x[t * LDX + d], u = x[t * LDX + DIM + d];
+                double want = g / (1.0 + exp(-g)) * u, v = got[t * LDO + d];
+                if (fabs(v - want) > 1e-6 * fabs(want) + 1e-30)
+                    TEST_FAIL_AT("silu_mul %s token %zu dim %zu g %g: %g, want %g",
+                                 backend_cpu_simd_name(b), t, d, g, v, want);
+            }
         b->ops->destroy(b);
     }
 }
