@@ -5,14 +5,14 @@
  *
  * A panel's 16 rows are exactly one zmm vector, so: up to MATVEC_MAX_N (8) tokens the weights
  * stream once, widened in registers, two column streams per token (16 accumulators: a decode
- * batch of 8 costs little more than one); beyond, the blocked GEMM of cpu_avx2.c, sweeping
- * panels in pairs with a micro-kernel of up to 12 tokens x 2 panels (24 accumulators of the
- * 32 registers; per column two weight loads and 12 broadcasts for 24 FMAs), an odd last
- * panel alone. x is packed in tiles of 12 tokens ([kc][12], 12 KB), so a call's x and the
- * two widened slices (32 KB) stay in L1; while a pair computes, the next pair's slices are
- * prefetched into L2 and each call fetches the rows of c the next one reads. On CPUs whose
- * 512-bit FMA doubles the AVX2 rate (AMD Zen 5, Intel server cores) that is about twice the
- * AVX2 GEMM's throughput.
+ * batch of 8 costs little more than one); beyond, a blocked GEMM (blocks of CPU_MC tokens and
+ * CPU_KC columns, x packed per block in tiles of 12 tokens, [kc][12]) sweeping panels in
+ * pairs with a micro-kernel of up to 12 tokens x 2 panels: 24 accumulators of the 32
+ * registers; per column two weight loads, widened in registers (f16 and bf16 are not copied
+ * out to fp32 first: on Zen 5 the conversions hide under the FMAs, and the copy cost 3-18%),
+ * and 12 broadcasts for 24 FMAs. A call's x tile (12 KB) and the pair's columns (16 KB in
+ * f16) stay in L1; while a pair computes, the next pair's columns are prefetched into L2 and
+ * each call fetches the rows of c the next one reads. An odd last panel goes alone.
  */
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")
 
@@ -90,18 +90,19 @@ INLINE void matvec_panel(enum kn_dtype dt, int M, const struct cpu_mm *m, size_t
         store16(m->out + t * m->ldo + p * 16, _mm512_add_ps(a[0][t], a[1][t]), bias, m->accumulate);
 }
 
-/* ukernel: rows [0, M) of c (M <= T) = start + xp[kc][MR] . buf[kc][16], start being c when
- * load_c, else 0, plus bias when given (an odd last panel). T (4, 8 or 12, a constant at each
- * call) rows are computed (packed rows past M are zero); only M rows are read and written. */
-INLINE void ukernel(int T, int M, const float *buf, size_t kc, const float *xp, float *c,
-                    size_t ldc, int load_c, const float *bias)
+/* ukernel: rows [0, M) of c (M <= T) = start + xp[kc][MR] . w[kc][16], start being c when
+ * load_c, else 0, plus bias when given (an odd last panel). w: the panel's columns from k0,
+ * in dt, widened in registers. T (4, 8 or 12, a constant at each call) rows are computed
+ * (packed rows past M are zero); only M rows are read and written. */
+INLINE void ukernel(enum kn_dtype dt, int T, int M, const void *w, size_t kc, const float *xp,
+                    float *c, size_t ldc, int load_c, const float *bias)
 {
     __m512 a[MR];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         a[t] = _mm512_setzero_ps();
-    for (size_t k = 0; k < kc; k++, buf += 16, xp += MR) {
-        __m512 w0 = _mm512_load_ps(buf);
+    for (size_t k = 0; k < kc; k++, xp += MR) {
+        __m512 w0 = load16(dt, w, k);
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++)
             a[t] = _mm512_fmadd_ps(_mm512_set1_ps(xp[t]), w0, a[t]);
@@ -112,20 +113,20 @@ INLINE void ukernel(int T, int M, const float *buf, size_t kc, const float *xp, 
 
 /* ukernel2: ukernel over two panels at once for up to 12 tokens (T = 4, 8 or 12): 2T
  * accumulators, two weight loads and T broadcasts per column, so the FMAs, not the loads,
- * set the pace. xp is a packed tile ([kc][MR]). pf, when not NULL, is kc * 16 bytes that the
- * next call will need from memory, fetched into L2 a line every four columns meanwhile. */
-INLINE void ukernel2(int T, int M, const float *buf0, const float *buf1, size_t kc, const float *xp,
-                     float *c0, float *c1, size_t ldc, int load_c, const float *bias0,
-                     const float *bias1, const char *pf)
+ * set the pace. xp is a packed tile ([kc][MR]). pf, when not NULL, is (kc >> shift) lines that
+ * a later call will need from memory, fetched into L2 one every 1 << shift columns meanwhile. */
+INLINE void ukernel2(enum kn_dtype wdt, int T, int M, const void *buf0, const void *buf1, size_t kc,
+                     const float *xp, float *c0, float *c1, size_t ldc, int load_c,
+                     const float *bias0, const float *bias1, const char *pf, int shift)
 {
     __m512 a[12][2];
 #pragma GCC unroll 16
     for (int t = 0; t < T; t++)
         a[t][0] = a[t][1] = _mm512_setzero_ps();
-    for (size_t k = 0; k < kc; k++, buf0 += 16, buf1 += 16, xp += MR) {
-        if (pf && (k & 3) == 0)
-            _mm_prefetch(pf + k * 16, _MM_HINT_T1);
-        __m512 w0 = _mm512_load_ps(buf0), w1 = _mm512_load_ps(buf1);
+    for (size_t k = 0; k < kc; k++, xp += MR) {
+        if (pf && (k & ((1u << shift) - 1)) == 0)
+            _mm_prefetch(pf + (k >> shift) * 64, _MM_HINT_T1);
+        __m512 w0 = load16(wdt, buf0, k), w1 = load16(wdt, buf1, k);
 #pragma GCC unroll 16
         for (int t = 0; t < T; t++) {
             __m512 b = _mm512_set1_ps(xp[t]);
@@ -137,6 +138,20 @@ INLINE void ukernel2(int T, int M, const float *buf0, const float *buf1, size_t 
         store16(c0 + t * ldc, a[t][0], bias0, load_c);
         store16(c1 + t * ldc, a[t][1], bias1, load_c);
     }
+}
+
+/* pair_tile: one tile of `rows` (<= MR) tokens against a pair of panels, by the micro-kernel
+ * sized to it (see ukernel2; s0 and s1 are the panels' columns from k0 in wdt). */
+INLINE void pair_tile(enum kn_dtype wdt, int rows, const void *s0, const void *s1, size_t kc,
+                      const float *x, float *c, size_t ldc, int load_c, const float *b0,
+                      const float *b1, const char *pf, int shift)
+{
+    if (rows > 8)
+        ukernel2(wdt, 12, rows, s0, s1, kc, x, c, c + 16, ldc, load_c, b0, b1, pf, shift);
+    else if (rows > 4)
+        ukernel2(wdt, 8, rows, s0, s1, kc, x, c, c + 16, ldc, load_c, b0, b1, pf, shift);
+    else
+        ukernel2(wdt, 4, rows, s0, s1, kc, x, c, c + 16, ldc, load_c, b0, b1, pf, shift);
 }
 
 /* pack_x: rows [i0, i0+mc) and columns [k0, k0+kc) of x as tiles of MR rows, each [kc][MR],
@@ -167,18 +182,11 @@ static void pack_x(const struct cpu_mm *m, size_t i0, size_t mc, size_t k0, size
     }
 }
 
-/* widen_slice: columns [k0, k0+kc) of panel pp into buf as fp32 [kc][16], rows in order. */
-INLINE void widen_slice(enum kn_dtype dt, const void *pp, size_t k0, size_t kc, float *buf)
-{
-    for (size_t k = 0; k < kc; k++)
-        _mm512_store_ps(buf + k * 16, load16(dt, pp, k0 + k));
-}
-
 INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1, float *scratch)
 {
     const struct backend_mat *w = m->w;
     size_t esz = cpu_dtype_size(dt), cols = w->cols;
-    float *buf1 = scratch + CPU_KC * 16, *xp = scratch + 2 * CPU_KC * 16;
+    float *xp = scratch; /* the packed x block */
     for (size_t i0 = 0; i0 < m->n; i0 += CPU_MC) {
         size_t mc = m->n - i0 < CPU_MC ? m->n - i0 : CPU_MC;
         for (size_t k0 = 0; k0 < cols; k0 += CPU_KC) {
@@ -189,13 +197,15 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
             size_t p = p0;
             for (; p + 2 <= p1; p += 2) { /* panels in pairs */
                 const char *pp = (const char *)w->data + p * cols * 16 * esz;
-                widen_slice(dt, pp, k0, kc, scratch);
-                widen_slice(dt, pp + cols * 16 * esz, k0, kc, buf1);
+                size_t tiles = (mc + MR - 1) / MR;
+                const char *s0 = pp + k0 * 16 * esz, *s1 = pp + (cols + k0) * 16 * esz;
                 const float *b0 = first && w->bias ? w->bias + p * 16 : NULL;
                 const float *b1 = b0 ? b0 + 16 : NULL;
-                /* the next pair's two slices (slice bytes each), a call's share at a time */
+                /* the next pair's two slices (slice bytes each), a call's share at a time: a
+                 * line every 4 columns, or every 2 or every one when there are fewer tiles */
                 const char *next = p + 4 <= p1 ? pp + 2 * cols * 16 * esz + k0 * 16 * esz : NULL;
-                size_t slice = kc * 16 * esz, share = kc * 16;
+                int shift = tiles >= 4 ? 2 : tiles >= 2 ? 1 : 0;
+                size_t slice = kc * 16 * esz, share = (kc >> shift) * 64;
                 for (size_t t = 0, j = 0; t < mc; t += MR, j++) {
                     int rows = (int)(mc - t < MR ? mc - t : MR);
                     const float *x = xp + t * kc;
@@ -209,31 +219,22 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                     const char *pf = !next || off >= 2 * slice ? NULL
                                      : off < slice             ? next + off
                                                    : next + cols * 16 * esz + off - slice;
-                    if (rows > 8)
-                        ukernel2(12, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
-                                 pf);
-                    else if (rows > 4)
-                        ukernel2(8, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
-                                 pf);
-                    else
-                        ukernel2(4, rows, scratch, buf1, kc, x, c, c + 16, m->ldo, load_c, b0, b1,
-                                 pf);
+                    pair_tile(dt, rows, s0, s1, kc, x, c, m->ldo, load_c, b0, b1, pf, shift);
                 }
             }
             for (; p < p1; p++) {
-                const char *pp = (const char *)w->data + p * cols * 16 * esz;
-                widen_slice(dt, pp, k0, kc, scratch);
+                const char *pp = (const char *)w->data + (p * cols + k0) * 16 * esz;
                 const float *bias = first && w->bias ? w->bias + p * 16 : NULL;
                 for (size_t t = 0; t < mc; t += MR) {
                     int rows = (int)(mc - t < MR ? mc - t : MR);
                     const float *x = xp + t * kc;
                     float *c = m->out + (i0 + t) * m->ldo + p * 16;
                     if (rows > 8)
-                        ukernel(12, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                        ukernel(dt, 12, rows, pp, kc, x, c, m->ldo, load_c, bias);
                     else if (rows > 4)
-                        ukernel(8, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                        ukernel(dt, 8, rows, pp, kc, x, c, m->ldo, load_c, bias);
                     else
-                        ukernel(4, rows, scratch, kc, x, c, m->ldo, load_c, bias);
+                        ukernel(dt, 4, rows, pp, kc, x, c, m->ldo, load_c, bias);
                 }
             }
         }

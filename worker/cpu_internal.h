@@ -68,9 +68,9 @@ struct cpu_attn {
 
 #define CPU_KC 256 /* GEMM: columns per block (a panel slice of 16 KB in fp32) */
 #define CPU_MC 192 /* GEMM: tokens per block (packed x: 192 KB, in L2) */
-/* scratch per thread: two widened panel slices (AVX-512 sweeps panels in pairs; AVX2 uses
- * one) and the packed x */
-#define CPU_SCRATCH_FLOATS (2 * CPU_KC * 16 + CPU_MC * CPU_KC)
+/* scratch per thread: the AVX2 GEMM's widened panel slice, then its packed x block (the
+ * AVX-512 GEMM widens in registers and packs x at the start) */
+#define CPU_SCRATCH_FLOATS (CPU_KC * 16 + CPU_MC * CPU_KC)
 #define CPU_MATVEC_MAX_N 4   /* up to this many tokens, stream the weights once per token group */
 #define CPU_ATTN_MAX_HEADS 8 /* query heads of one kv head processed together */
 
