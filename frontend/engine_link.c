@@ -13,9 +13,9 @@
 #include "common/log.h"
 #include "common/mq.h"
 
-#define LINK_MAX_IN_FLIGHT 65536          /* requests in flight per frontend (power of two) */
-#define LINK_MAX_OUT ((size_t)64 << 20)   /* bytes queued for one engine */
-#define LINK_RETRY_MS 2                   /* retry of a send ZeroMQ refused */
+#define LINK_MAX_IN_FLIGHT 65536        /* requests in flight per frontend (power of two) */
+#define LINK_MAX_OUT ((size_t)64 << 20) /* bytes queued for one engine */
+#define LINK_RETRY_MS 2                 /* retry of a send ZeroMQ refused */
 
 struct link_req {
     uint64_t rid; /* 0: free */
@@ -136,13 +136,19 @@ static void on_hello(struct link_engine *e, const struct wire_hello *h)
              (unsigned long long)i->epoch, i->max_model_len, i->ready ? "ready" : "not ready");
 }
 
+uint64_t engine_link_step_clock(uint64_t seen_ms, uint64_t now_ms, uint64_t prev_step,
+                                uint32_t prev_running, uint64_t step)
+{
+    return step != prev_step || prev_running == 0 ? now_ms : seen_ms;
+}
+
 static void on_beat(struct link_engine *e, const struct wire_heartbeat *b)
 {
     if (!e->greeted || b->epoch != e->info.epoch)
         return; /* a HELLO comes first after a restart */
     struct engine_info *i = &e->info;
-    if (b->step != i->step)
-        e->step_seen_ms = now_ms();
+    e->step_seen_ms =
+        engine_link_step_clock(e->step_seen_ms, now_ms(), i->step, i->running, b->step);
     i->step = b->step;
     i->state = b->state;
     i->running = b->running;

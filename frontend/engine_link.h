@@ -10,7 +10,8 @@
  *
  * Failure: an engine that sends nothing for ENGINE_LINK_DEAD_MS (it answers every HEARTBEAT,
  * sent each second), whose step counter stands still for ENGINE_LINK_HUNG_MS while it has
- * running sequences, that reports state FATAL, or that greets us with a new epoch (it
+ * running sequences (counted from its last step or from when work came, whichever is later:
+ * engine_link_step_clock), that reports state FATAL, or that greets us with a new epoch (it
  * restarted) is dead to its in-flight requests: each gets on_fail once, and the engine
  * counts as not ready until a HELLO arrives again. /health reads engine_link_ready.
  *
@@ -32,6 +33,16 @@
 #define ENGINE_LINK_BEAT_MS 1000  /* HEARTBEAT to each engine this often */
 #define ENGINE_LINK_DEAD_MS 3000  /* an engine silent this long is dead */
 #define ENGINE_LINK_HUNG_MS 60000 /* a step counter standing still this long, with work: hung */
+
+/*
+ * engine_link_step_clock: the hung rule's clock: when the step counter of an engine was last
+ * seen moving, or its work began. Given the clock so far (seen_ms), a heartbeat at now_ms
+ * that reports step, and the previous heartbeat's step and running count, it returns the new
+ * clock: now_ms when the step moved or the engine had no running sequence before (an idle
+ * engine's counter stands still by rights, so its first step counts from when work came).
+ */
+uint64_t engine_link_step_clock(uint64_t seen_ms, uint64_t now_ms, uint64_t prev_step,
+                                uint32_t prev_running, uint64_t step);
 
 struct event_base;
 struct mq_context;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# make bench-serve: kiln serve against llama.cpp's llama-server on this machine, one after the
-# other, on the same weights and the same workloads, measured by `kiln bench serve` (vLLM's
-# metric definitions), then one table side by side with ratios (tests/bench/bench_serve_table.py).
+# make bench-serve: kiln serve against llama.cpp's llama-server on this machine, taking turns,
+# on the same weights and the same workloads, measured by `kiln bench serve` (vLLM's metric
+# definitions), then one table side by side with ratios (tests/bench/bench_serve_table.py).
 #
 #   tests/bench/bench_serve.sh [BUILD_DIR]
 #
@@ -15,6 +15,10 @@
 # $(nproc) with 32 slots and continuous batching. Both run at once and take turns on each
 # workload; the short workloads (decode, TTFT, concurrency 1) run BENCH_ROUNDS times each and
 # the table shows the median round. Results: BUILD_DIR/bench-serve/*.json.
+#
+# BENCH_SERVERS="kiln llamacpp llamacpp-python" adds llama-cpp-python's own server (one
+# request at a time; tests/bench/peer_llamacpp_python.sh installs it once, ~8 minutes), and
+# takes ~20 minutes instead of ~10.
 #
 # Environment: BENCH_MODELS ("stories260K tinyllama"), BENCH_SERVERS ("kiln llamacpp"),
 # BENCH_ROUNDS (3).
@@ -102,9 +106,12 @@ start_server() {
             -c "$ctx" -np 32 --no-webui >"$out/$2-llamacpp.log" 2>&1 &
         ;;
     llamacpp-python)
+        # --interrupt_requests false: by default a new request cuts the running one short,
+        # and under concurrency most requests would end after a token or two
         "$lcp_py" -m llama_cpp.server --model "$gguf" --model_alias "$2" --host 127.0.0.1 \
             --port "$port" --n_threads "$threads" --n_threads_batch "$threads" \
-            --n_ctx "$lcp_ctx" --n_batch 512 >"$out/$2-llamacpp-python.log" 2>&1 &
+            --n_ctx "$lcp_ctx" --n_batch 512 --interrupt_requests false \
+            >"$out/$2-llamacpp-python.log" 2>&1 &
         ;;
     esac
     pid=$!

@@ -248,6 +248,30 @@ TEST(a_killed_engine_fails_its_requests_and_a_restarted_one_serves_again)
     close_fixture(&f);
 }
 
+/* The hung rule's clock, replayed over a heartbeat history: an engine idle for longer than
+ * ENGINE_LINK_HUNG_MS that then gets a request is not hung at its first (long) step; one
+ * whose counter stands still with work for that long is. */
+TEST(the_hung_clock_starts_when_work_arrives)
+{
+    struct beat {
+        uint64_t at_ms, step;
+        uint32_t running;
+    } h[] = {
+        {0, 7, 0},     {1000, 7, 0},   {90000, 7, 0}, /* idle for 90 s */
+        {91000, 7, 1}, {92000, 7, 1},                 /* a request: its first step runs */
+        {93000, 8, 1}, {94000, 9, 1},                 /* steps advance */
+        {95000, 9, 1}, {200000, 9, 1},                /* then stand still, with work */
+    };
+    uint64_t seen = 0, step = h[0].step;
+    uint32_t running = h[0].running;
+    uint64_t want_seen[] = {0, 1000, 90000, 91000, 91000, 93000, 94000, 94000, 94000};
+    for (size_t k = 0; k < sizeof h / sizeof *h; k++) {
+        seen = engine_link_step_clock(seen, h[k].at_ms, step, running, h[k].step);
+        step = h[k].step, running = h[k].running;
+        CHECK(seen == want_seen[k]);
+    }
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
