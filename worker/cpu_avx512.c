@@ -211,11 +211,11 @@ INLINE void gemm(enum kn_dtype dt, const struct cpu_mm *m, size_t p0, size_t p1,
                     const float *x = xp + t * kc;
                     float *c = m->out + (i0 + t) * m->ldo + p * 16;
                     size_t off = j * share;
-                    if (t + MR < mc) /* the next tile's rows of c, which the loop reads next */
-                        for (size_t r = 0; r < MR; r++) {
-                            _mm_prefetch((const char *)(c + (MR + r) * m->ldo), _MM_HINT_T0);
-                            _mm_prefetch((const char *)(c + (MR + r) * m->ldo + 16), _MM_HINT_T0);
-                        }
+                    /* the next tile's rows of c, which the loop reads next */
+                    for (size_t r = t + MR; r < t + 2 * MR && r < mc; r++) {
+                        _mm_prefetch((const char *)(c + (r - t) * m->ldo), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(c + (r - t) * m->ldo + 16), _MM_HINT_T0);
+                    }
                     const char *pf = !next || off >= 2 * slice ? NULL
                                      : off < slice             ? next + off
                                                    : next + cols * 16 * esz + off - slice;
