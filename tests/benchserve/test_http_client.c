@@ -391,46 +391,53 @@ TEST(content_length_and_the_request_sent)
     srv_stop(&s);
 }
 
+/* request_pair: against a server running script fn that answers resp, GET /first and, from
+ * its on_done, a second request on the same client; runs both and stops the server (s keeps
+ * its counts, a and b the results). False when the set-up failed. */
+static bool request_pair(struct srv *s, srv_conn_fn fn, const char *resp, struct call *a,
+                         struct call *b)
+{
+    struct loop lp;
+    if (!srv_start(s, fn))
+        return false;
+    s->resp = resp;
+    bool ok = loop_open(&lp, s->port, NULL);
+    if (ok) {
+        call_init(a, &lp, 0);
+        call_init(b, &lp, 1);
+        a->next_req = b;
+        ok = send_req(&lp, a, "GET", "/first", NULL, NULL) == 0;
+        if (ok)
+            loop_run(&lp, 2);
+        loop_close(&lp);
+    }
+    srv_stop(s);
+    return ok;
+}
+
 TEST(keep_alive_reuses_one_connection)
 {
     struct srv s;
-    struct loop lp;
     struct call a, b;
-    REQUIRE(srv_start(&s, sc_respond_keepalive));
-    s.resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    REQUIRE(loop_open(&lp, s.port, NULL));
-    call_init(&a, &lp, 0);
-    call_init(&b, &lp, 1);
-    a.next_req = &b; /* the second request goes from the first one's on_done */
-    REQUIRE(send_req(&lp, &a, "GET", "/first", NULL, NULL) == 0);
-    loop_run(&lp, 2);
+    REQUIRE(request_pair(&s, sc_respond_keepalive, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                         &a, &b));
     CHECK_EQ(a.err, 0);
     CHECK_EQ(b.err, 0);
     CHECK_MEMEQ(b.body, b.n, "ok", 2);
     CHECK_EQ(s.n_req, 2);
-    loop_close(&lp);
-    srv_stop(&s);
     CHECK_EQ(s.n_accepted, 1);
 }
 
 TEST(connection_close_opens_a_new_connection)
 {
     struct srv s;
-    struct loop lp;
     struct call a, b;
-    REQUIRE(srv_start(&s, sc_respond_then_close));
-    s.resp = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
-    REQUIRE(loop_open(&lp, s.port, NULL));
-    call_init(&a, &lp, 0);
-    call_init(&b, &lp, 1);
-    a.next_req = &b;
-    REQUIRE(send_req(&lp, &a, "GET", "/first", NULL, NULL) == 0);
-    loop_run(&lp, 2);
+    REQUIRE(request_pair(&s, sc_respond_then_close,
+                         "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", &a,
+                         &b));
     CHECK_EQ(a.err, 0);
     CHECK_EQ(b.err, 0);
     CHECK_MEMEQ(b.body, b.n, "ok", 2);
-    loop_close(&lp);
-    srv_stop(&s);
     CHECK_EQ(s.n_accepted, 2);
 }
 
@@ -552,8 +559,8 @@ TEST(oversized_headers_fail_with_limit)
 TEST(oversized_body_fails_with_limit)
 {
     static const char *const resps[] = {
-        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",           /* refused up front */
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"        /* counted as it comes */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",      /* refused up front */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" /* counted as it comes */
         "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n"
         "40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n0\r\n\r\n",
     };
@@ -708,22 +715,12 @@ TEST(max_connections_queues_in_order)
 TEST(stale_keep_alive_connection_is_retried)
 {
     struct srv s;
-    struct loop lp;
     struct call a, b;
-    REQUIRE(srv_start(&s, sc_stale));
-    s.resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-    REQUIRE(loop_open(&lp, s.port, NULL));
-    call_init(&a, &lp, 0);
-    call_init(&b, &lp, 1);
-    a.next_req = &b;
-    REQUIRE(send_req(&lp, &a, "GET", "/first", NULL, NULL) == 0);
-    loop_run(&lp, 2);
+    REQUIRE(request_pair(&s, sc_stale, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", &a, &b));
     CHECK_EQ(a.err, 0);
     CHECK_EQ(b.done, 1);
     CHECK_EQ(b.err, 0);
     CHECK_MEMEQ(b.body, b.n, "ok", 2);
-    loop_close(&lp);
-    srv_stop(&s);
     CHECK_EQ(s.n_accepted, 2);
 }
 
